@@ -1,0 +1,1 @@
+"""Pricestream: the command line that assembles the roles (nothing imports it)."""

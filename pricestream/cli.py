@@ -1,0 +1,91 @@
+"""``pricestream``: the command line. It assembles the roles; nothing imports it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pricestream import logs
+from pricestream.embedded import Running, run_embedded
+from pricestream.settings import ConfigError, Settings
+
+DESCRIPTION = """\
+Pricestream: real-time metals prices. Vendor ticks in; rolling OHLC candles, a websocket feed,
+an HTTP API and a live chart page out."""
+
+RUN_EPILOG = """\
+examples:
+  pricestream run                         # simulated metals feeds, open the printed URL
+  pricestream run --port 9000 --data-dir /var/lib/pricestream
+  pricestream run --config pricestream.toml
+
+Settings come from defaults, then --config FILE (TOML), then PRICESTREAM_<SECTION>_<KEY>
+environment variables (e.g. PRICESTREAM_STREAM_GRACE_MS=5000), then these flags."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pricestream", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run every role in one process (embedded bus and store, simulated feeds, web page)",
+        description="Run ingest, stream and web in one process on the embedded bus and store.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    run.add_argument(
+        "--port", type=int, help="port to listen on (default 8080; 0 picks a free one)"
+    )
+    run.add_argument(
+        "--data-dir", type=Path, help="where the store keeps its file (default ./data)"
+    )
+    run.add_argument("--config", type=Path, help="a TOML settings file")
+    run.add_argument("--no-simulator", action="store_true", help="do not start the simulated feeds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, dict[str, object]] = {}
+    if args.host is not None:
+        overrides.setdefault("server", {})["host"] = args.host
+    if args.port is not None:
+        overrides.setdefault("server", {})["port"] = args.port
+    if args.data_dir is not None:
+        overrides.setdefault("storage", {})["data_dir"] = str(args.data_dir)
+    if args.no_simulator:
+        overrides.setdefault("simulator", {})["enabled"] = False
+    try:
+        settings = Settings.load(args.config, os.environ, overrides)
+    except ConfigError as exc:
+        print(f"pricestream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(level=settings.log.level, fmt=settings.log.format)
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: the stdlib loop works too
+        return asyncio.run(_run(settings))
+    return uvloop.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def ready(running: Running) -> None:
+        print(f"Pricestream is running: open {running.url}  (Ctrl-C stops it)", flush=True)
+
+    try:
+        await run_embedded(settings, stop=stop, on_ready=ready)
+    except OSError as exc:
+        print(f"pricestream: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,247 @@
+"""Settings: read once at the entry point from a TOML file and an environment mapping.
+
+Every key has a default; a TOML file overrides them and ``PRICESTREAM_<SECTION>_<KEY>``
+variables override the file (``PRICESTREAM_SERVER_PORT=9000``). Anything unknown or of the wrong
+type is refused at start with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from stream.contract import RESOLUTIONS, DailyBoundary
+from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+from stream.store import DEFAULT_RETENTION_MS
+
+ENV_PREFIX = "PRICESTREAM_"
+
+
+class ConfigError(ValueError):
+    """A setting that is unknown, of the wrong type or out of range; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    data_dir: Path = Path("data")
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    grace_ms: int = 2_000
+    daily_boundary: str = "00:00 UTC"
+    flush_interval_ms: int = 100
+    max_batch: int = 5_000
+    bus_capacity: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Simulator:
+    enabled: bool = True
+    seed: int = 1
+    rate_hz: float = 4.0
+    interval_ms: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: str = "info"
+    format: str = "text"
+
+
+def _default_retention() -> dict[str, str]:
+    out = {}
+    for res, ms in DEFAULT_RETENTION_MS.items():
+        out[res] = "forever" if ms is None else f"{ms // DAY_MS}d"
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: Server = field(default_factory=Server)
+    storage: Storage = field(default_factory=Storage)
+    stream: Stream = field(default_factory=Stream)
+    simulator: Simulator = field(default_factory=Simulator)
+    log: Log = field(default_factory=Log)
+    retention: dict[str, str] = field(default_factory=_default_retention)
+
+    @property
+    def boundary(self) -> DailyBoundary:
+        return DailyBoundary.parse(self.stream.daily_boundary)
+
+    @property
+    def retention_ms(self) -> dict[str, int | None]:
+        return {res: parse_duration_ms(text) for res, text in self.retention.items()}
+
+    @classmethod
+    def load(
+        cls,
+        path: Path | None,
+        environ: Mapping[str, str],
+        overrides: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> Settings:
+        """Defaults, then the TOML file at ``path``, then ``environ``, then ``overrides``."""
+        data: dict[str, dict[str, object]] = {}
+        where: dict[str, str] = {}
+        if path is not None:
+            try:
+                raw = tomllib.loads(path.read_text())
+            except OSError as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+            for section, values in raw.items():
+                if not isinstance(values, dict):
+                    raise ConfigError(f"{path}: '{section}' must be a [table]")
+                for key, value in values.items():
+                    data.setdefault(section, {})[key] = value
+                    where[f"{section}.{key}"] = str(path)
+        sections = {f.name for f in dataclasses.fields(cls)}
+        for name, value in environ.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            rest = name[len(ENV_PREFIX) :].lower()
+            found = next((s for s in sections if rest.startswith(s + "_")), None)
+            if found is None:
+                raise ConfigError(
+                    f"environment variable {name} names no section; use "
+                    f"{ENV_PREFIX}<{'|'.join(sorted(sections)).upper()}>_<KEY>"
+                )
+            key = rest[len(found) + 1 :]
+            data.setdefault(found, {})[key] = value
+            where[f"{found}.{key}"] = f"environment variable {name}"
+        for section, values in (overrides or {}).items():
+            for key, value in values.items():
+                data.setdefault(section, {})[key] = value
+                where[f"{section}.{key}"] = "command line"
+        settings = _build(cls, data, where)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        try:
+            self.boundary  # noqa: B018 - parse to validate
+        except ValueError as exc:
+            raise ConfigError(f"stream.daily_boundary: {exc}") from exc
+        for res, text in self.retention.items():
+            if res not in RESOLUTIONS:
+                raise ConfigError(
+                    f"retention.{res}: unknown resolution; use {', '.join(RESOLUTIONS)}"
+                )
+            try:
+                parse_duration_ms(text)
+            except ValueError as exc:
+                raise ConfigError(f"retention.{res}: {exc}") from exc
+        checks = [
+            ("server.port", 0 <= self.server.port <= 65_535, "must be 0..65535"),
+            ("stream.grace_ms", 0 <= self.stream.grace_ms <= 3_600_000, "must be 0..3600000"),
+            ("stream.flush_interval_ms", 1 <= self.stream.flush_interval_ms <= 60_000,
+             "must be 1..60000"),
+            ("stream.max_batch", 1 <= self.stream.max_batch <= 1_000_000, "must be 1..1000000"),
+            ("stream.bus_capacity", self.stream.bus_capacity >= 1, "must be >= 1"),
+            ("simulator.rate_hz", 0 < self.simulator.rate_hz <= 100_000,
+             "must be > 0 and <= 100000"),
+            ("simulator.interval_ms", 1 <= self.simulator.interval_ms <= 10_000,
+             "must be 1..10000"),
+            ("log.level", self.log.level.lower() in ("debug", "info", "warning", "error"),
+             "must be debug, info, warning or error"),
+            ("log.format", self.log.format in ("text", "json"), "must be text or json"),
+        ]  # fmt: skip
+        for key, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"{key} {rule}")
+
+
+_UNITS = {"ms": 1, "s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
+
+
+def parse_duration_ms(text: str) -> int | None:
+    """``"90d"``, ``"12h"``, ``"30m"``, ``"10s"``, ``"500ms"`` or ``"forever"`` (None)."""
+    text = text.strip().lower()
+    if text == "forever":
+        return None
+    for unit in ("ms", "s", "m", "h", "d"):
+        number = text.removesuffix(unit)
+        if number != text and number.isdigit():
+            return int(number) * _UNITS[unit]
+    raise ValueError(f"duration {text!r} is not like 90d, 12h, 30m, 10s, 500ms or 'forever'")
+
+
+def _build(
+    cls: type[Settings], data: dict[str, dict[str, object]], where: dict[str, str]
+) -> Settings:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, values in data.items():
+        if name not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            origin = where[f"{name}.{next(iter(values))}"]
+            raise ConfigError(f"unknown section [{name}] (from {origin}); known sections: {known}")
+        section_type = hints[name]
+        if get_origin(section_type) is dict:
+            kwargs[name] = {**_default_retention(), **{k: str(v) for k, v in values.items()}}
+            continue
+        field_types = get_type_hints(section_type)
+        section_kwargs = {}
+        for key, value in values.items():
+            if key not in field_types:
+                known = ", ".join(field_types)
+                raise ConfigError(
+                    f"unknown key {name}.{key} (from {where[f'{name}.{key}']}); "
+                    f"known keys in [{name}]: {known}"
+                )
+            section_kwargs[key] = _coerce(
+                f"{name}.{key}", where[f"{name}.{key}"], value, field_types[key]
+            )
+        kwargs[name] = section_type(**section_kwargs)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, origin: str, value: object, typ: object) -> object:
+    if get_origin(typ) in (Union, types.UnionType):
+        typ = next(t for t in get_args(typ) if t is not type(None))
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in (
+                "1",
+                "true",
+                "yes",
+                "on",
+                "0",
+                "false",
+                "no",
+                "off",
+            ):
+                return value.lower() in ("1", "true", "yes", "on")
+            raise ValueError("not a boolean")
+        if typ is int:
+            if isinstance(value, bool | float):
+                raise ValueError("not an integer")
+            return int(str(value).replace("_", ""))
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError("not a number")
+            return float(str(value))
+        if typ is Path:
+            return Path(str(value))
+        if typ is str:
+            if not isinstance(value, str):
+                raise ValueError("not a string")
+            return value
+    except ValueError:
+        name = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"{key} (from {origin}) must be {name}, got {value!r}") from None
+    raise ConfigError(f"{key}: unsupported setting type {typ!r}")

@@ -1,0 +1,1 @@
+"""Bus adapters: ``memory`` (in-process, the embedded default) and ``kafka`` (Apache Kafka)."""

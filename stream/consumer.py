@@ -1,0 +1,220 @@
+"""The stream worker: ticks from the bus -> windows -> updates and the store.
+
+One loop, in this order for every batch polled from ``ticks``:
+
+1. decode; a record that is not a tick goes to the dead-letter topic with the reason;
+2. restore the windows of symbols this worker has not seen yet from the store;
+3. fold the ticks into the windows (late or future ticks are dead-lettered);
+4. number the changed channels and publish one update per symbol on ``updates`` at once, so
+   live clients see a tick within milliseconds;
+5. write-behind: the changed candles and symbol states are kept (conflated) and written to the
+   store every ``flush_interval_ms``; only after that write are the bus positions committed.
+
+A crash loses nothing: the bus re-delivers every record after the last commit, and a replayed
+record at or below the position stored with its symbol's state is recognised and skipped, so
+nothing is counted twice. Updates republished by a replay carry the same sequence numbers as
+the first time, since they are derived from the same stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stream.contract import (
+    DEADLETTER,
+    UPDATES,
+    Candle,
+    Consumer,
+    DeadLetter,
+    DecodeError,
+    Producer,
+    Record,
+    Store,
+    SymbolState,
+    Tick,
+    Update,
+    decode_tick,
+    encode_deadletter,
+    encode_update,
+)
+from stream.windows import Outcome, Windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    ticks_in: int = 0
+    ticks_accepted: int = 0
+    replayed: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    updates_out: int = 0
+    store_writes: int = 0
+    store_write_ms_total: float = 0.0
+    batches: int = 0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class StreamWorker:
+    """Consumes ``ticks``, keeps the windows, publishes ``updates``, writes the store."""
+
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        producer: Producer,
+        store: Store,
+        windows: Windows,
+        max_batch: int = 5_000,
+        flush_interval_ms: int = 100,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.store = store
+        self.windows = windows
+        self.max_batch = max_batch
+        self.flush_interval_ms = flush_interval_ms
+        self.clock_ms = clock_ms
+        self.stats = WorkerStats()
+        self._seqs: dict[str, dict[str, int]] = {}
+        self._pending_candles: dict[tuple[str, str, int], Candle] = {}
+        self._pending_states: dict[str, SymbolState] = {}
+        self._uncommitted = False
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish: it drains what it polled, flushes, commits and returns."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until ``stop``; then drain what the bus still holds, flush and commit."""
+        next_flush = time.monotonic() + self.flush_interval_ms / 1000
+        try:
+            while True:
+                stopping = self._stopping.is_set()
+                wait_ms = 0 if stopping else int((next_flush - time.monotonic()) * 1000)
+                records = await self.consumer.poll(
+                    max_records=self.max_batch, timeout_ms=min(max(wait_ms, 1), 100)
+                )
+                if records:
+                    await self.process(records)
+                elif stopping:
+                    break
+                if time.monotonic() >= next_flush:
+                    await self.flush()
+                    next_flush = time.monotonic() + self.flush_interval_ms / 1000
+        finally:
+            await self.flush()
+
+    async def process(self, records: list[Record]) -> None:
+        """Fold one polled batch into the windows and publish its updates."""
+        self.stats.batches += 1
+        self.stats.ticks_in += len(records)
+        durable = self.consumer.durable
+        letters: list[DeadLetter] = []
+        ticks: list[tuple[Tick, int, Record]] = []
+        for rec in records:
+            try:
+                ticks.append((decode_tick(rec.value), rec.offset, rec))
+            except DecodeError as exc:
+                letters.append(self._reject("undecodable", str(exc), rec))
+        await self._restore({t.symbol for t, _, _ in ticks})
+
+        windows = self.windows
+        accepted: dict[str, list[Tick]] = {}
+        for tick, offset, rec in ticks:
+            outcome = windows.receive(tick, offset if durable else None)
+            if outcome is Outcome.ACCEPTED:
+                accepted.setdefault(tick.symbol, []).append(tick)
+            elif outcome is Outcome.REPLAYED:
+                self.stats.replayed += 1
+            elif outcome is Outcome.LATE:
+                why = f"tick at {tick.ts_ms} is older than the watermark less the grace period"
+                letters.append(self._reject("late", why, rec))
+            else:
+                why = f"tick at {tick.ts_ms} is too far after its receipt at {tick.recv_ms}"
+                letters.append(self._reject("future", why, rec))
+        changes = windows.take()
+
+        updates: list[tuple[bytes | None, bytes]] = []
+        for symbol, change in changes.items():
+            seqs = self._seqs.setdefault(symbol, {})
+            tick_pairs = []
+            for tick in accepted.get(symbol, ()):
+                seqs["ticks"] = seq = seqs.get("ticks", 0) + 1
+                tick_pairs.append((seq, tick))
+            candle_pairs = []
+            pending = self._pending_candles
+            for candle in change.candles:
+                seqs[candle.res] = seq = seqs.get(candle.res, 0) + 1
+                candle_pairs.append((seq, candle))
+                pending[(symbol, candle.res, candle.start_ms)] = candle
+            state = change.state
+            self._pending_states[symbol] = SymbolState(
+                symbol, state.latest, state.watermark_ms, state.pos, dict(seqs), state.open
+            )
+            if tick_pairs or candle_pairs:
+                msg = encode_update(Update(symbol, tick_pairs, candle_pairs))
+                updates.append((symbol.encode(), msg))
+        self.stats.ticks_accepted += sum(len(v) for v in accepted.values())
+        if updates:
+            await self.producer.send_many(UPDATES, updates)
+            self.stats.updates_out += len(updates)
+        if letters:
+            await self.producer.send_many(
+                DEADLETTER, [(None, encode_deadletter(d)) for d in letters]
+            )
+        self._uncommitted = True
+
+    async def flush(self) -> None:
+        """Write the pending candles and states, then commit the bus positions."""
+        if self._pending_candles or self._pending_states:
+            candles = sorted(self._pending_candles.values(), key=_candle_key)
+            states = sorted(self._pending_states.values(), key=lambda s: s.symbol)
+            started = time.perf_counter()
+            await self.store.write(candles, states)
+            self.stats.store_writes += 1
+            self.stats.store_write_ms_total += (time.perf_counter() - started) * 1000
+            self._pending_candles = {}
+            self._pending_states = {}
+        if self._uncommitted:
+            await self.producer.flush()
+            await self.consumer.commit()
+            self._uncommitted = False
+
+    async def _restore(self, symbols: set[str]) -> None:
+        for symbol in symbols:
+            if symbol in self.windows:
+                continue
+            state = await self.store.state(symbol)
+            if state is None:
+                self._seqs[symbol] = {}
+                continue
+            if not self.consumer.durable:
+                state = SymbolState(
+                    symbol, state.latest, state.watermark_ms, -1, state.seqs, state.open
+                )
+            self.windows.restore(state)
+            self._seqs[symbol] = dict(state.seqs)
+            log.info(
+                "restored %s: watermark %d, %d open candles",
+                symbol,
+                state.watermark_ms,
+                len(state.open),
+            )
+
+    def _reject(self, reason: str, detail: str, rec: Record) -> DeadLetter:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        return DeadLetter(f"{reason}: {detail}", f"stream:{rec.topic}", self.clock_ms(), rec.value)
+
+
+def _candle_key(c: Candle) -> tuple[str, str, int]:
+    return (c.symbol, c.res, c.start_ms)

@@ -1,0 +1,94 @@
+"""Versioned codecs for the bus: ``encode_x``/``decode_x`` pairs that raise only ``DecodeError``.
+
+Every message carries a version tag ``"v"``. JSON is the wire format on the bus (readable by any
+Kafka consumer); MessagePack is the compact binary alternative. ``decode_*`` accepts either and
+tells them apart by the first byte (a JSON message is an object and starts with ``{``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from stream.contract.errors import DecodeError
+from stream.contract.model import Candle, DeadLetter, Tick, check_symbol
+
+Format = Literal["json", "msgpack"]
+
+_tick_json = msgspec.json.Decoder(Tick)
+_tick_pack = msgspec.msgpack.Decoder(Tick)
+_candle_json = msgspec.json.Decoder(Candle)
+_candle_pack = msgspec.msgpack.Decoder(Candle)
+_json_enc = msgspec.json.Encoder()
+_pack_enc = msgspec.msgpack.Encoder()
+
+
+def encode_tick(tick: Tick, *, fmt: Format = "json") -> bytes:
+    return _json_enc.encode(tick) if fmt == "json" else _pack_enc.encode(tick)
+
+
+def decode_tick(raw: bytes) -> Tick:
+    """Decode one tick; raise ``DecodeError`` naming what is wrong with ``raw``."""
+    try:
+        tick = _tick_json.decode(raw) if raw[:1] == b"{" else _tick_pack.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(f"bad tick ({exc}): {bytes(raw[:80])!r}") from exc
+    try:
+        check_symbol(tick.symbol)
+    except ValueError as exc:
+        raise DecodeError(f"bad tick ({exc}): {bytes(raw[:80])!r}") from exc
+    return tick
+
+
+def encode_candle(candle: Candle, *, fmt: Format = "json") -> bytes:
+    return _json_enc.encode(candle) if fmt == "json" else _pack_enc.encode(candle)
+
+
+def decode_candle(raw: bytes) -> Candle:
+    try:
+        return _candle_json.decode(raw) if raw[:1] == b"{" else _candle_pack.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(f"bad candle ({exc}): {bytes(raw[:80])!r}") from exc
+
+
+class Update(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
+    """What the stream publishes on the ``updates`` topic for one symbol after one batch.
+
+    ``ticks`` and ``candles`` are ``(seq, value)`` pairs: ``seq`` is the per-channel sequence
+    number (channel ``ticks:SYMBOL`` or ``candles:SYMBOL:RES``), assigned by the stream worker
+    that owns the symbol so that every web node numbers a channel the same way.
+    """
+
+    symbol: str
+    ticks: list[tuple[int, Tick]]
+    candles: list[tuple[int, Candle]]
+
+
+_update_json = msgspec.json.Decoder(Update)
+
+
+def encode_update(update: Update) -> bytes:
+    return _json_enc.encode(update)
+
+
+def decode_update(raw: bytes) -> Update:
+    try:
+        return _update_json.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(f"bad update ({exc}): {bytes(raw[:80])!r}") from exc
+
+
+_deadletter_json = msgspec.json.Decoder(DeadLetter)
+
+
+def encode_deadletter(letter: DeadLetter) -> bytes:
+    """JSON with the raw bytes in base64, so any bytes survive the round trip."""
+    return _json_enc.encode(letter)
+
+
+def decode_deadletter(raw: bytes) -> DeadLetter:
+    try:
+        return _deadletter_json.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DecodeError(f"bad dead letter ({exc}): {bytes(raw[:80])!r}") from exc

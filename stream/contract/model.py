@@ -1,0 +1,104 @@
+"""Contract values: ``Tick`` and ``Candle``.
+
+Both are frozen msgspec structs: msgspec decodes wire bytes straight into them, checking every
+field's type in the same pass. Times are integer milliseconds since the epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from stream.contract.errors import InvalidSymbol
+
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})+$")
+
+
+def check_symbol(symbol: str) -> str:
+    """Return ``symbol`` if it looks like ``XAU-USD``; raise ``InvalidSymbol`` otherwise."""
+    if not _SYMBOL.match(symbol):
+        raise InvalidSymbol(f"symbol {symbol[:40]!r} is not of the form XAU-USD")
+    return symbol
+
+
+class Tick(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1, omit_defaults=True):
+    """One price observation from one vendor.
+
+    ``price`` is the last trade, or the mid when the vendor has no trades. ``ts_ms`` is the
+    vendor's time, ``recv_ms`` the time our collector received it. ``seq`` is the vendor's own
+    sequence number when it has one.
+    """
+
+    symbol: str
+    vendor: str
+    bid: float
+    ask: float
+    price: float
+    ts_ms: int
+    recv_ms: int
+    size: float | None = None
+    seq: int | None = None
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+
+class Candle(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
+    """One OHLC bucket of one symbol at one resolution.
+
+    ``ticks`` counts the ticks folded in; ``first_ts_ms``/``last_ts_ms`` are the times of the ticks
+    that set ``open`` and ``close``. ``closed`` means no tick can change it any more: the
+    symbol's event-time watermark has passed ``end_ms`` by more than the grace period.
+    """
+
+    symbol: str
+    res: str
+    start_ms: int
+    end_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    ticks: int
+    first_ts_ms: int
+    last_ts_ms: int
+    closed: bool
+
+    def public(self) -> dict[str, object]:
+        """The fields the HTTP and websocket APIs show."""
+        return {
+            "start_ms": self.start_ms,
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "ticks": self.ticks,
+            "closed": self.closed,
+        }
+
+
+class DeadLetter(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
+    """A rejected message: why, where from (vendor or topic), when, and its raw bytes."""
+
+    reason: str
+    source: str
+    ts_ms: int
+    raw: bytes
+
+
+def tick_public(tick: Tick) -> dict[str, object]:
+    """The fields the HTTP and websocket APIs show for a tick."""
+    out: dict[str, object] = {
+        "symbol": tick.symbol,
+        "vendor": tick.vendor,
+        "bid": tick.bid,
+        "ask": tick.ask,
+        "price": tick.price,
+        "ts_ms": tick.ts_ms,
+        "recv_ms": tick.recv_ms,
+    }
+    if tick.size is not None:
+        out["size"] = tick.size
+    return out

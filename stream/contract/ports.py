@@ -1,0 +1,134 @@
+"""The small interfaces (ports) every backend implements: the bus and the store.
+
+The in-process bus and Kafka implement ``Bus``; SQLite and MongoDB implement ``Store``. Nothing
+above the adapters knows which one it runs on; one contract test suite runs against each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+import msgspec
+
+from stream.contract.model import Candle, DeadLetter, Tick
+
+TICKS = "ticks"
+UPDATES = "updates"
+DEADLETTER = "deadletter"
+
+
+class Record(NamedTuple):
+    """One message read from the bus. ``offset`` rises within ``(topic, partition)``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
+        """Publish one message; returns once the bus has accepted it (may wait: backpressure)."""
+        ...
+
+    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Publish ``(key, value)`` pairs in order; one await for the whole batch."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until everything sent so far is durably accepted."""
+        ...
+
+
+class Consumer(Protocol):
+    #: True when positions survive a restart, so a replayed record can be recognised.
+    durable: bool
+
+    async def poll(self, *, max_records: int, timeout_ms: int) -> list[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout_ms`` for the first one."""
+        ...
+
+    async def commit(self) -> None:
+        """Mark every record returned by ``poll`` so far as processed."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def producer(self) -> Producer: ...
+
+    async def consumer(self, topic: str, *, group: str | None) -> Consumer:
+        """A consumer of ``topic``.
+
+        With a ``group``, consumers of the same group share the topic's partitions (each record
+        reaches one of them). With ``group=None`` the consumer sees every record published
+        after it started (fan-out, as each web node reads ``updates``).
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SymbolState(msgspec.Struct, frozen=True, gc=False):
+    """What the stream worker that owns a symbol needs to carry on after a restart.
+
+    ``latest`` is the tick with the newest ``ts_ms`` seen, ``watermark_ms`` its time (the
+    event-time clock of the symbol's windows), ``pos`` the bus position of the last tick
+    processed (-1 when the bus keeps no positions), ``seqs`` the last sequence number published
+    per channel and ``open`` the candles that ticks can still change.
+
+    The state is written after the candles of the same batch and in one piece (one row, one
+    document), so a restored state never claims a position whose candles were not written.
+    """
+
+    symbol: str
+    latest: Tick | None
+    watermark_ms: int
+    pos: int
+    seqs: dict[str, int]
+    open: list[Candle]
+
+
+class Store(Protocol):
+    async def write(self, candles: Sequence[Candle], states: Sequence[SymbolState]) -> None:
+        """Upsert candles by ``(symbol, res, start_ms)``, then symbol states by symbol.
+
+        Idempotent: writing the same values again changes nothing. Returns once durable.
+        """
+        ...
+
+    async def candles(
+        self,
+        symbol: str,
+        res: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[Candle]:
+        """Up to ``limit`` candles with ``start_ms <= candle.start_ms < end_ms``, oldest first.
+
+        When more match, the newest ``limit`` are returned.
+        """
+        ...
+
+    async def state(self, symbol: str) -> SymbolState | None: ...
+
+    async def states(self) -> list[SymbolState]:
+        """Every symbol's state, ordered by symbol."""
+        ...
+
+    async def add_deadletters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters, newest first."""
+        ...
+
+    async def purge(self, now_ms: int) -> int:
+        """Delete candles older than their resolution's retention; return how many."""
+        ...
+
+    async def close(self) -> None: ...

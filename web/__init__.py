@@ -1,0 +1,1 @@
+"""aiohttp: the HTTP API, the websocket endpoint and the live chart page."""

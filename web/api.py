@@ -1,0 +1,167 @@
+"""HTTP API handlers. Every error is JSON: ``{"error": {"status": N, "message": "..."}}``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import orjson
+from aiohttp import web
+
+from stream.contract import (
+    RESOLUTIONS,
+    InvalidSymbol,
+    Store,
+    SymbolState,
+    Tick,
+    check_symbol,
+)
+from web.keys import HUB, STORE
+from web.live import serve_client
+
+MAX_CANDLES = 5_000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    data: object, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+class BadRequest(web.HTTPBadRequest):
+    def __init__(self, message: str) -> None:
+        super().__init__(text=message)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn HTTP errors into JSON bodies that say what is wrong."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        return json_response(
+            {"error": {"status": exc.status, "message": message}}, status=exc.status
+        )
+
+
+def _quote(tick: Tick) -> dict[str, object]:
+    return {
+        "symbol": tick.symbol,
+        "bid": tick.bid,
+        "ask": tick.ask,
+        "price": tick.price,
+        "ts_ms": tick.ts_ms,
+        "vendor": tick.vendor,
+    }
+
+
+def _symbol(request: web.Request) -> str:
+    try:
+        return check_symbol(request.match_info["symbol"])
+    except InvalidSymbol as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _int_param(
+    request: web.Request, name: str, default: int | None, lo: int, hi: int
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw[:30]!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+async def _latest(request: web.Request, symbol: str) -> Tick | None:
+    tick = request.app[HUB].latest.get(symbol)
+    if tick is not None:
+        return tick
+    state = await request.app[STORE].state(symbol)
+    return state.latest if state else None
+
+
+async def symbols(request: web.Request) -> web.Response:
+    states: list[SymbolState] = await request.app[STORE].states()
+    fresh = request.app[HUB].latest
+    ticks = {s.symbol: s.latest for s in states if s.latest is not None}
+    ticks.update(fresh)
+    return json_response([_quote(ticks[name]) for name in sorted(ticks)])
+
+
+async def latest(request: web.Request) -> web.Response:
+    symbol = _symbol(request)
+    tick = await _latest(request, symbol)
+    if tick is None:
+        raise web.HTTPNotFound(text=f"no prices for {symbol}")
+    return json_response(_quote(tick))
+
+
+async def candles(request: web.Request) -> web.Response:
+    symbol = _symbol(request)
+    res = request.query.get("res", "1m")
+    if res not in RESOLUTIONS:
+        raise BadRequest(f"res must be one of {', '.join(RESOLUTIONS)}, got {res[:20]!r}")
+    limit = _int_param(request, "limit", 500, 1, MAX_CANDLES) or 500
+    start_ms = _int_param(request, "start_ms", None, 0, 2**53)
+    end_ms = _int_param(request, "end_ms", None, 0, 2**53)
+    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+        raise BadRequest(f"start_ms ({start_ms}) must be before end_ms ({end_ms})")
+    store: Store = request.app[STORE]
+    if await _latest(request, symbol) is None:
+        raise web.HTTPNotFound(text=f"no prices for {symbol}")
+    stored = await store.candles(symbol, res, start_ms=start_ms, end_ms=end_ms, limit=limit)
+    # The store is written behind; the hub has the newest state of recently changed candles.
+    merged = {c.start_ms: c for c in stored}
+    lo = start_ms if start_ms is not None else -(2**62)
+    hi = end_ms if end_ms is not None else 2**62
+    merged.update(
+        (c.start_ms, c)
+        for c in request.app[HUB].recent_candles(symbol, res)
+        if lo <= c.start_ms < hi
+    )
+    out = [merged[k].public() for k in sorted(merged)][-limit:]
+    return json_response({"symbol": symbol, "res": res, "candles": out})
+
+
+async def deadletters(request: web.Request) -> web.Response:
+    limit = _int_param(request, "limit", 100, 1, 1_000) or 100
+    letters = await request.app[STORE].deadletters(limit=limit)
+    return json_response(
+        [
+            {
+                "reason": d.reason,
+                "source": d.source,
+                "ts_ms": d.ts_ms,
+                "raw": d.raw.decode("utf-8", "replace"),
+            }
+            for d in letters
+        ]
+    )
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    return await serve_client(request, request.app[HUB])
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].states()
+    except Exception as exc:  # any failure of the store means not ready
+        return json_response({"status": "unavailable", "reason": f"store: {exc}"}, status=503)
+    return json_response({"status": "ready", "time_ms": time.time_ns() // 1_000_000})

@@ -1,0 +1,20 @@
+"""The whole URL map in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web import api, page
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/", page.index)
+    app.router.add_get("/static/plotly.min.js", page.plotly_js)
+    app.router.add_get("/static/{name}", page.asset)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/ws", api.websocket)
+    app.router.add_get("/api/v1/symbols", api.symbols)
+    app.router.add_get("/api/v1/symbols/{symbol}/latest", api.latest)
+    app.router.add_get("/api/v1/symbols/{symbol}/candles", api.candles)
+    app.router.add_get("/api/v1/deadletters", api.deadletters)
