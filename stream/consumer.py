@@ -119,13 +119,13 @@ class StreamWorker:
         self.stats.batches += 1
         self.stats.ticks_in += len(records)
         durable = self.consumer.durable
-        letters: list[DeadLetter] = []
+        letters: list[tuple[int, DeadLetter]] = []  # (offset, letter): kept in bus order
         ticks: list[tuple[Tick, int, Record]] = []
         for rec in records:
             try:
                 ticks.append((decode_tick(rec.value), rec.offset, rec))
             except DecodeError as exc:
-                letters.append(self._reject("undecodable", str(exc), rec))
+                letters.append((rec.offset, self._reject("undecodable", str(exc), rec)))
         await self._restore({t.symbol for t, _, _ in ticks})
 
         windows = self.windows
@@ -138,10 +138,10 @@ class StreamWorker:
                 self.stats.replayed += 1
             elif outcome is Outcome.LATE:
                 why = f"tick at {tick.ts_ms} is older than the watermark less the grace period"
-                letters.append(self._reject("late", why, rec))
+                letters.append((offset, self._reject("late", why, rec)))
             else:
                 why = f"tick at {tick.ts_ms} is too far after its receipt at {tick.recv_ms}"
-                letters.append(self._reject("future", why, rec))
+                letters.append((offset, self._reject("future", why, rec)))
         changes = windows.take()
 
         updates: list[tuple[bytes | None, bytes]] = []
@@ -169,9 +169,9 @@ class StreamWorker:
             await self.producer.send_many(UPDATES, updates)
             self.stats.updates_out += len(updates)
         if letters:
-            await self.producer.send_many(
-                DEADLETTER, [(None, encode_deadletter(d)) for d in letters]
-            )
+            letters.sort(key=lambda pair: pair[0])
+            dead = [(None, encode_deadletter(letter)) for _, letter in letters]
+            await self.producer.send_many(DEADLETTER, dead)
         self._uncommitted = True
 
     async def flush(self) -> None:

@@ -29,13 +29,20 @@ def make_app(*, store: Store, bus: Bus, history: int = 500) -> web.Application:
         hub = app[HUB] = Hub(consumer=consumer, store=store, history=history)
         task = asyncio.create_task(hub.run(), name="hub")
         yield
-        for client in list(hub.clients):
-            await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await consumer.close()
 
+    async def going_away(app: web.Application) -> None:
+        # on_shutdown runs before the server waits for open handlers: tell clients to reconnect.
+        clients = list(app[HUB].clients)
+        await asyncio.gather(
+            *(c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for c in clients),
+            return_exceptions=True,
+        )
+
     app.cleanup_ctx.append(hub_ctx)
+    app.on_shutdown.append(going_away)
     routes.setup(app)
     return app

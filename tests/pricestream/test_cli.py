@@ -1,0 +1,142 @@
+"""The command as users start it: a real process, real HTTP, real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+
+PYTHON = sys.executable
+
+
+def pricestream(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "pricestream", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@contextmanager
+def running(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pricestream", "run", "--port", "0", "--data-dir", str(data_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+        assert match, f"no URL printed: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+        yield match.group(1), proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.status == 200
+        return orjson.loads(resp.read())
+
+
+METALS = {"XAU-USD", "XAG-USD", "XPT-USD", "XPD-USD"}
+
+
+def wait_for_metals(url: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = get_json(url + "api/v1/symbols")
+        assert isinstance(body, list)
+        if {q["symbol"] for q in body} == METALS:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not every metal appeared: {body}")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_help_explains_the_commands() -> None:
+    top = pricestream("--help")
+    assert top.returncode == 0
+    assert "run" in top.stdout
+    run = pricestream("run", "--help")
+    assert run.returncode == 0
+    for flag in ("--host", "--port", "--data-dir", "--config", "PRICESTREAM_"):
+        assert flag in run.stdout
+
+
+def test_run_serves_the_api_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    with running(tmp_path / "data") as (url, proc):
+        wait_for_metals(url)
+        err = stop(proc)
+    assert "draining" in err
+    assert "stopped" in err
+    assert (tmp_path / "data" / "pricestream.db").exists()
+
+
+def test_restart_with_the_same_data_dir_continues_the_history(tmp_path: Path) -> None:
+    with running(tmp_path / "data") as (url, proc):
+        wait_for_metals(url)
+        time.sleep(1.5)
+        first = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=5000")
+        stop(proc)
+    first_starts = [c["start_ms"] for c in first["candles"]]  # type: ignore[index]
+    assert first_starts
+    with running(tmp_path / "data") as (url, proc):
+        later = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=5000")
+        stop(proc)
+    later_starts = [c["start_ms"] for c in later["candles"]]  # type: ignore[index]
+    assert set(first_starts[:-1]) <= set(later_starts)
+
+
+def test_a_bad_setting_is_refused_with_the_key_named(tmp_path: Path) -> None:
+    result = pricestream("run", env={"PRICESTREAM_STREAM_GRACE_MS": "soon"})
+    assert result.returncode == 2
+    assert "stream.grace_ms" in result.stderr
+    assert "PRICESTREAM_STREAM_GRACE_MS" in result.stderr
+    config = tmp_path / "p.toml"
+    config.write_text("[server]\nprot = 1\n")
+    result = pricestream("run", "--config", str(config))
+    assert result.returncode == 2
+    assert "server.prot" in result.stderr
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = pricestream("run", "--port", str(port), "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--no-simulator"])
+def test_without_the_simulator_nothing_is_quoted(tmp_path: Path, flag: str) -> None:
+    with running(tmp_path / "data", flag) as (url, proc):
+        time.sleep(0.5)
+        assert get_json(url + "api/v1/symbols") == []
+        stop(proc)

@@ -1,0 +1,73 @@
+"""Settings: defaults, TOML, environment and flags, with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pricestream.settings import ConfigError, Settings, parse_duration_ms
+from stream.contract import DailyBoundary
+
+
+def test_defaults_need_no_file_and_no_environment() -> None:
+    s = Settings.load(None, {})
+    assert (s.server.host, s.server.port, s.storage.data_dir) == ("127.0.0.1", 8080, Path("data"))
+    assert s.boundary == DailyBoundary(0, 0, "UTC")
+    assert s.retention_ms["1d"] is None
+
+
+def test_file_then_environment_then_flags_each_override_the_one_before(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[server]\nport = 9000\nhost = "0.0.0.0"\n'
+        '[stream]\ndaily_boundary = "17:00 America/New_York"\n'
+        '[retention]\n"1s" = "12h"\n'
+    )
+    s = Settings.load(
+        path, {"PRICESTREAM_SERVER_PORT": "9100", "HOME": "/x"}, {"server": {"host": "::1"}}
+    )
+    assert (s.server.host, s.server.port) == ("::1", 9100)
+    assert s.boundary == DailyBoundary(17, 0, "America/New_York")
+    assert s.retention_ms["1s"] == 12 * 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "fragment"),
+    [
+        ("[server]\nprot = 1\n", {}, "unknown key server.prot"),
+        ("[sever]\nport = 1\n", {}, "unknown section [sever]"),
+        ("[server]\nport = 'x'\n", {}, "server.port"),
+        ("[server]\nport = 70000\n", {}, "server.port must be 0..65535"),
+        ("", {"PRICESTREAM_SIMULATOR_RATE_HZ": "fast"}, "PRICESTREAM_SIMULATOR_RATE_HZ"),
+        ("", {"PRICESTREAM_NOPE": "1"}, "names no section"),
+        ("[stream]\ndaily_boundary = '17:00 Mars/Olympus'\n", {}, "stream.daily_boundary"),
+        ("[retention]\n'1s' = 'a while'\n", {}, "retention.1s"),
+        ("[retention]\n'2s' = '1d'\n", {}, "retention.2s"),
+        ("[log]\nlevel = 'loud'\n", {}, "log.level"),
+        ("server = 1\n", {}, "must be a [table]"),
+        ("[server\n", {}, "not valid TOML"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_it(
+    tmp_path: Path, toml: str, environ: dict[str, str], fragment: str
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=None) as err:
+        Settings.load(path, environ)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("500ms", 500), ("10s", 10_000), ("30m", 1_800_000), ("12h", 43_200_000), ("2d", 172_800_000),
+     ("forever", None)],
+)  # fmt: skip
+def test_durations(text: str, ms: int | None) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        Settings.load(tmp_path / "missing.toml", {})

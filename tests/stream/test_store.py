@@ -1,0 +1,151 @@
+"""The store contract: one suite, run against every store adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from stream.contract import Candle, DeadLetter, Store, SymbolState, Tick
+from stream.contract.resolutions import DAY_MS, MINUTE_MS
+from stream.store.sqlite import SqliteStore
+
+Opener = Callable[[Path], Awaitable[Store]]
+
+
+async def _sqlite(tmp: Path) -> Store:
+    return await SqliteStore.open(tmp / "store.db", retention_ms={"1m": DAY_MS, "1d": None})
+
+
+BACKENDS: dict[str, Opener] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def opener(request: pytest.FixtureRequest) -> Opener:
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+async def store(opener: Opener, tmp_path: Path) -> AsyncIterator[Store]:
+    s = await opener(tmp_path)
+    yield s
+    await s.close()
+
+
+def candle(start_ms: int, *, symbol: str = "XAU-USD", res: str = "1m", close: float = 2.0,
+           closed: bool = True, ticks: int = 3) -> Candle:  # fmt: skip
+    return Candle(symbol, res, start_ms, start_ms + MINUTE_MS, 1.0, 3.0, 0.5, close, ticks,
+                  start_ms + 1, start_ms + 59_000, closed)  # fmt: skip
+
+
+def state(symbol: str = "XAU-USD", *, pos: int = 7, price: float = 2.5) -> SymbolState:
+    tick = Tick(symbol, "v", price - 0.1, price + 0.1, price, 1_000, 1_001, None, 9)
+    return SymbolState(symbol, tick, 1_000, pos, {"ticks": 4, "1m": 2}, [candle(0, closed=False)])
+
+
+async def test_written_candles_read_back_oldest_first(store: Store) -> None:
+    await store.write([candle(2 * MINUTE_MS), candle(0), candle(MINUTE_MS)], [])
+    got = await store.candles("XAU-USD", "1m")
+    assert [c.start_ms for c in got] == [0, MINUTE_MS, 2 * MINUTE_MS]
+    assert got[0] == candle(0)
+
+
+async def test_upsert_replaces_a_candle_by_symbol_res_and_start(store: Store) -> None:
+    await store.write([candle(0, close=2.0, closed=False)], [])
+    await store.write([candle(0, close=2.7, closed=True, ticks=9)], [])
+    assert await store.candles("XAU-USD", "1m") == [candle(0, close=2.7, closed=True, ticks=9)]
+
+
+async def test_writing_the_same_batch_twice_changes_nothing(store: Store) -> None:
+    batch = [candle(0), candle(MINUTE_MS)]
+    await store.write(batch, [state()])
+    await store.write(batch, [state()])
+    assert await store.candles("XAU-USD", "1m") == batch
+    assert await store.state("XAU-USD") == state()
+
+
+async def test_candles_are_kept_apart_by_symbol_and_resolution(store: Store) -> None:
+    await store.write(
+        [candle(0), candle(0, symbol="XAG-USD", close=9.0), candle(0, res="1d", close=5.0)], []
+    )
+    assert [c.close for c in await store.candles("XAG-USD", "1m")] == [9.0]
+    assert [c.close for c in await store.candles("XAU-USD", "1d")] == [5.0]
+    assert await store.candles("XPT-USD", "1m") == []
+
+
+@pytest.mark.parametrize(
+    ("start_ms", "end_ms", "limit", "expected"),
+    [
+        (None, None, 500, [0, 1, 2, 3, 4]),
+        (2, None, 500, [2, 3, 4]),
+        (None, 2, 500, [0, 1]),
+        (1, 4, 500, [1, 2, 3]),
+        (None, None, 2, [3, 4]),  # the newest `limit`, oldest first
+        (1, 4, 1, [3]),
+        (5, None, 500, []),
+    ],
+)
+async def test_candle_range_and_limit(
+    store: Store, start_ms: int | None, end_ms: int | None, limit: int, expected: list[int]
+) -> None:
+    await store.write([candle(i * MINUTE_MS) for i in range(5)], [])
+    got = await store.candles(
+        "XAU-USD",
+        "1m",
+        start_ms=None if start_ms is None else start_ms * MINUTE_MS,
+        end_ms=None if end_ms is None else end_ms * MINUTE_MS,
+        limit=limit,
+    )
+    assert [c.start_ms // MINUTE_MS for c in got] == expected
+
+
+async def test_symbol_state_round_trips_and_is_replaced(store: Store) -> None:
+    assert await store.state("XAU-USD") is None
+    await store.write([], [state(pos=1)])
+    await store.write([], [state(pos=2, price=3.0)])
+    assert await store.state("XAU-USD") == state(pos=2, price=3.0)
+
+
+async def test_states_lists_every_symbol_in_order(store: Store) -> None:
+    await store.write([], [state("XPT-USD"), state("XAG-USD"), state("XAU-USD")])
+    assert [s.symbol for s in await store.states()] == ["XAG-USD", "XAU-USD", "XPT-USD"]
+
+
+async def test_data_survives_closing_and_reopening(opener: Opener, tmp_path: Path) -> None:
+    first = await opener(tmp_path)
+    await first.write([candle(0)], [state()])
+    await first.close()
+    second = await opener(tmp_path)
+    try:
+        assert await second.candles("XAU-USD", "1m") == [candle(0)]
+        assert await second.state("XAU-USD") == state()
+    finally:
+        await second.close()
+
+
+async def test_purge_drops_closed_candles_past_their_retention_only(store: Store) -> None:
+    now = 10 * DAY_MS
+    old, recent = now - 2 * DAY_MS, now - MINUTE_MS * 10
+    await store.write(
+        [
+            candle(old),
+            candle(recent),
+            candle(old + MINUTE_MS, closed=False),
+            candle(old, res="1d"),  # kept forever
+        ],
+        [],
+    )
+    assert await store.purge(now) == 1
+    assert [c.start_ms for c in await store.candles("XAU-USD", "1m")] == [
+        old + MINUTE_MS,
+        recent,
+    ]
+    assert len(await store.candles("XAU-USD", "1d")) == 1
+
+
+async def test_dead_letters_keep_reason_source_and_raw_bytes_newest_first(store: Store) -> None:
+    letters = [DeadLetter(f"reason {i}", "vendor:x", i, bytes([i, 0xFF, 0x00])) for i in range(3)]
+    await store.add_deadletters(letters)
+    got = await store.deadletters(limit=2)
+    assert got == [letters[2], letters[1]]
