@@ -46,7 +46,7 @@ class Outcome(enum.Enum):
 class Changes:
     """What one symbol's windows changed since the last ``take``."""
 
-    candles: list[Candle]  # each changed candle once, closed ones included, oldest first
+    candles: list[Candle]  # each changed candle once: the newly closed, then the open ones
     state: SymbolState  # seqs empty: the caller numbers channels
 
 
@@ -131,7 +131,7 @@ class Windows:
         grace_ms: int = 2_000,
         max_future_ms: int = 60_000,
     ) -> None:
-        self.resolutions = tuple(check_resolution(r) for r in resolutions)
+        self.resolutions = tuple(dict.fromkeys(check_resolution(r) for r in resolutions))
         if grace_ms < 0:
             raise ValueError(f"grace_ms must be >= 0, got {grace_ms}")
         self.boundary = boundary or DailyBoundary()
@@ -204,7 +204,7 @@ class Windows:
         return Outcome.ACCEPTED
 
     def _bar_at(self, sym: _Symbol, level: _Level, ts: int, price: float) -> _Bar | None:
-        """Point ``level.cur`` at the bar holding ``ts``; a new bar (None) already holds the tick."""
+        """Point ``level.cur`` at the bar holding ``ts``; None: a new bar, holding the tick."""
         start, end = bucket_bounds(level.res, ts, self.boundary)
         bar = level.bars.get(start)
         if bar is not None:
@@ -234,7 +234,7 @@ class Windows:
         sym = self._symbols.get(symbol)
         if sym is None:
             return []
-        level = sym.levels[self.resolutions.index(res)]
+        level = sym.levels[self.resolutions.index(check_resolution(res))]
         return [level.bars[s].freeze(symbol, res, closed=False) for s in sorted(level.bars)]
 
     def take(self) -> dict[str, Changes]:

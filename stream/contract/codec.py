@@ -7,6 +7,7 @@ tells them apart by the first byte (a JSON message is an object and starts with 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import msgspec
@@ -21,6 +22,8 @@ _tick_pack = msgspec.msgpack.Decoder(Tick)
 _candle_json = msgspec.json.Decoder(Candle)
 _candle_pack = msgspec.msgpack.Decoder(Candle)
 _json_enc = msgspec.json.Encoder()
+# msgspec raises UnicodeDecodeError, not its own DecodeError, for invalid UTF-8 in a string.
+_FAILURES = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _pack_enc = msgspec.msgpack.Encoder()
 
 
@@ -32,10 +35,12 @@ def decode_tick(raw: bytes) -> Tick:
     """Decode one tick; raise ``DecodeError`` naming what is wrong with ``raw``."""
     try:
         tick = _tick_json.decode(raw) if raw[:1] == b"{" else _tick_pack.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _FAILURES as exc:
         raise DecodeError(f"bad tick ({exc}): {bytes(raw[:80])!r}") from exc
     try:
         check_symbol(tick.symbol)
+        if not (math.isfinite(tick.bid) and math.isfinite(tick.ask) and math.isfinite(tick.price)):
+            raise ValueError("a price is not finite")
     except ValueError as exc:
         raise DecodeError(f"bad tick ({exc}): {bytes(raw[:80])!r}") from exc
     return tick
@@ -48,7 +53,7 @@ def encode_candle(candle: Candle, *, fmt: Format = "json") -> bytes:
 def decode_candle(raw: bytes) -> Candle:
     try:
         return _candle_json.decode(raw) if raw[:1] == b"{" else _candle_pack.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _FAILURES as exc:
         raise DecodeError(f"bad candle ({exc}): {bytes(raw[:80])!r}") from exc
 
 
@@ -75,7 +80,7 @@ def encode_update(update: Update) -> bytes:
 def decode_update(raw: bytes) -> Update:
     try:
         return _update_json.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _FAILURES as exc:
         raise DecodeError(f"bad update ({exc}): {bytes(raw[:80])!r}") from exc
 
 
@@ -90,5 +95,5 @@ def encode_deadletter(letter: DeadLetter) -> bytes:
 def decode_deadletter(raw: bytes) -> DeadLetter:
     try:
         return _deadletter_json.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _FAILURES as exc:
         raise DecodeError(f"bad dead letter ({exc}): {bytes(raw[:80])!r}") from exc

@@ -17,7 +17,7 @@ _SYMBOL = re.compile(r"^[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})+$")
 
 def check_symbol(symbol: str) -> str:
     """Return ``symbol`` if it looks like ``XAU-USD``; raise ``InvalidSymbol`` otherwise."""
-    if not _SYMBOL.match(symbol):
+    if not _SYMBOL.fullmatch(symbol):
         raise InvalidSymbol(f"symbol {symbol[:40]!r} is not of the form XAU-USD")
     return symbol
 
