@@ -35,8 +35,12 @@ STATUS_EVERY_S = 60
 
 @dataclass(frozen=True, slots=True)
 class Running:
+    """What ``on_ready`` gets: where the service listens, and its bus and worker (for tools)."""
+
     url: str
     port: int
+    bus: MemoryBus
+    worker: StreamWorker
 
 
 async def run_embedded(
@@ -70,7 +74,7 @@ async def run_embedded(
         port = _bound_port(runner) or settings.server.port
         host = settings.server.host
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        running = Running(f"http://{shown}:{port}/", port)
+        running = Running(f"http://{shown}:{port}/", port, bus, worker)
         log.info("store %s, daily boundary %s", db, settings.boundary)
         async with asyncio.TaskGroup() as tasks:
             worker_task = tasks.create_task(worker.run(), name="stream")

@@ -108,7 +108,19 @@ class _Level:
 
 
 class _Symbol:
-    __slots__ = ("close_at_ms", "closed", "latest", "levels", "name", "pos", "watermark_ms")
+    __slots__ = (
+        "acc",
+        "close_at_ms",
+        "closed",
+        "hot",
+        "hot_end_ms",
+        "hot_start_ms",
+        "latest",
+        "levels",
+        "name",
+        "pos",
+        "watermark_ms",
+    )
 
     def __init__(self, name: str, resolutions: Sequence[str]) -> None:
         self.name = name
@@ -118,6 +130,14 @@ class _Symbol:
         self.latest: Tick | None = None
         self.close_at_ms = math.inf  # when the watermark reaches this, some bar closes
         self.closed: list[Candle] = []
+        # The fast path: while ticks fall in [hot_start_ms, hot_end_ms), every level's current
+        # bar holds them, so they are folded into ``acc`` alone and ``acc`` is folded into the
+        # ``hot`` bars (one per level) only when needed: when a tick falls outside, before a
+        # close, and before ``take``. Folding in an aggregate equals folding its ticks one by one.
+        self.hot: list[_Bar] = []
+        self.hot_start_ms = self.hot_end_ms = 0
+        self.acc = _Bar(0, 0, 0.0, 0)
+        self.acc.ticks = 0
 
 
 class Windows:
@@ -180,11 +200,42 @@ class Windows:
         if ts > tick.recv_ms + self.max_future_ms:
             return Outcome.FUTURE
         price = tick.price
+        if sym.hot_start_ms <= ts < sym.hot_end_ms:
+            acc = sym.acc
+            if acc.ticks:
+                if ts < acc.first_ts_ms:
+                    acc.open, acc.first_ts_ms = price, ts
+                if ts >= acc.last_ts_ms:
+                    acc.close, acc.last_ts_ms = price, ts
+                if price > acc.high:
+                    acc.high = price
+                elif price < acc.low:
+                    acc.low = price
+                acc.ticks += 1
+            else:
+                acc.open = acc.high = acc.low = acc.close = price
+                acc.first_ts_ms = acc.last_ts_ms = ts
+                acc.ticks = 1
+            if ts >= sym.watermark_ms:
+                sym.watermark_ms, sym.latest = ts, tick
+                if ts >= sym.close_at_ms:
+                    self._close(sym)
+            self._dirty[sym.name] = sym
+            return Outcome.ACCEPTED
+        if sym.acc.ticks:
+            self._settle(sym)
+        hot: list[_Bar] = []
+        hot_start, hot_end = -(2**62), 2**62
         for level in sym.levels:
             bar = level.cur
             if bar is None or not bar.start_ms <= ts < bar.end_ms:
-                bar = self._bar_at(sym, level, ts, price)
-                if bar is None:
+                bar, new = self._bar_at(sym, level, ts, price)
+                if new:  # a new bar holds the tick already
+                    hot.append(bar)
+                    if bar.start_ms > hot_start:
+                        hot_start = bar.start_ms
+                    if bar.end_ms < hot_end:
+                        hot_end = bar.end_ms
                     continue
             if ts < bar.first_ts_ms:
                 bar.open, bar.first_ts_ms = price, ts
@@ -196,6 +247,12 @@ class Windows:
                 bar.low = price
             bar.ticks += 1
             bar.dirty = True
+            hot.append(bar)
+            if bar.start_ms > hot_start:
+                hot_start = bar.start_ms
+            if bar.end_ms < hot_end:
+                hot_end = bar.end_ms
+        sym.hot, sym.hot_start_ms, sym.hot_end_ms = hot, hot_start, hot_end
         if ts >= sym.watermark_ms:
             sym.watermark_ms, sym.latest = ts, tick
             if ts >= sym.close_at_ms:
@@ -203,18 +260,38 @@ class Windows:
         self._dirty[sym.name] = sym
         return Outcome.ACCEPTED
 
-    def _bar_at(self, sym: _Symbol, level: _Level, ts: int, price: float) -> _Bar | None:
-        """Point ``level.cur`` at the bar holding ``ts``; None: a new bar, holding the tick."""
+    def _bar_at(self, sym: _Symbol, level: _Level, ts: int, price: float) -> tuple[_Bar, bool]:
+        """Point ``level.cur`` at the bar holding ``ts``; True: a new bar, holding the tick."""
         start, end = bucket_bounds(level.res, ts, self.boundary)
         bar = level.bars.get(start)
         if bar is not None:
             level.cur = bar
-            return bar
-        level.cur = level.bars[start] = _Bar(start, end, price, ts)
+            return bar, False
+        bar = level.cur = level.bars[start] = _Bar(start, end, price, ts)
         sym.close_at_ms = min(sym.close_at_ms, end + self.grace_ms)
-        return None
+        return bar, True
+
+    @staticmethod
+    def _settle(sym: _Symbol) -> None:
+        """Fold the fast path's aggregate into every level's current bar."""
+        acc = sym.acc
+        if not acc.ticks:
+            return
+        for bar in sym.hot:
+            if acc.first_ts_ms < bar.first_ts_ms:
+                bar.open, bar.first_ts_ms = acc.open, acc.first_ts_ms
+            if acc.last_ts_ms >= bar.last_ts_ms:
+                bar.close, bar.last_ts_ms = acc.close, acc.last_ts_ms
+            if acc.high > bar.high:
+                bar.high = acc.high
+            if acc.low < bar.low:
+                bar.low = acc.low
+            bar.ticks += acc.ticks
+            bar.dirty = True
+        acc.ticks = 0
 
     def _close(self, sym: _Symbol) -> None:
+        self._settle(sym)
         limit = sym.watermark_ms - self.grace_ms
         for level in sym.levels:
             done = [bar for bar in level.bars.values() if bar.end_ms <= limit]
@@ -222,6 +299,7 @@ class Windows:
                 del level.bars[bar.start_ms]
                 if level.cur is bar:
                     level.cur = None
+                    sym.hot_start_ms = sym.hot_end_ms = 0  # the next tick takes the slow path
                 sym.closed.append(bar.freeze(sym.name, level.res, closed=True))
         sym.close_at_ms = self._next_close(sym)
 
@@ -235,12 +313,14 @@ class Windows:
         if sym is None:
             return []
         level = sym.levels[self.resolutions.index(check_resolution(res))]
+        self._settle(sym)
         return [level.bars[s].freeze(symbol, res, closed=False) for s in sorted(level.bars)]
 
     def take(self) -> dict[str, Changes]:
         """Every symbol changed since the last call, with its changed candles and its state."""
         out: dict[str, Changes] = {}
         for name, sym in self._dirty.items():
+            self._settle(sym)
             changed = sym.closed
             sym.closed = []
             open_: list[Candle] = []

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from itertools import count, repeat
 
 from stream.contract import Record
 
@@ -93,7 +94,10 @@ class MemoryProducer:
         t = self._bus.topic(topic)
         first = t.next_offset
         t.next_offset += len(items)
-        records = [Record(topic, 0, first + i, key, value) for i, (key, value) in enumerate(items)]
+        # tuple.__new__ through map builds the records in C; Record(...) is a Python-level call.
+        keys, values = zip(*items, strict=True)
+        fields = zip(repeat(topic), repeat(0), count(first), keys, values, strict=False)
+        records: list[Record] = list(map(tuple.__new__, repeat(Record), fields))
         for queue in t.queues():
             await queue.put_many(records)
 

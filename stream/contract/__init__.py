@@ -10,6 +10,7 @@ from stream.contract.codec import (
     encode_deadletter,
     encode_tick,
     encode_update,
+    encode_update_raw,
 )
 from stream.contract.errors import (
     DecodeError,
@@ -69,5 +70,6 @@ __all__ = [
     "encode_deadletter",
     "encode_tick",
     "encode_update",
+    "encode_update_raw",
     "tick_public",
 ]
