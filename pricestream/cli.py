@@ -13,6 +13,7 @@ from pathlib import Path
 from pricestream import logs
 from pricestream.embedded import Running, run_embedded
 from pricestream.settings import ConfigError, Settings
+from stream.contract import PricestreamError
 
 DESCRIPTION = """\
 Pricestream: real-time metals prices. Vendor ticks in; rolling OHLC candles, a websocket feed,
@@ -83,9 +84,13 @@ async def _run(settings: Settings) -> int:
     def ready(running: Running) -> None:
         print(f"Pricestream is running: open {running.url}  (Ctrl-C stops it)", flush=True)
 
+    failures: list[str] = []
     try:
         await run_embedded(settings, stop=stop, on_ready=ready)
-    except OSError as exc:
-        print(f"pricestream: cannot start: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    except* OSError as group:  # the port is taken, the data dir is not writable, ...
+        failures += [f"cannot start: {exc}" for exc in group.exceptions]
+    except* PricestreamError as group:  # a role failed (the store, say): say which and why
+        failures += [f"stopped: {exc}" for exc in group.exceptions]
+    for failure in failures:
+        print(f"pricestream: {failure}", file=sys.stderr)
+    return 1 if failures else 0

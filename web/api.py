@@ -160,6 +160,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    failed = request.app[HUB].failed
+    if failed is not None:
+        reason = f"hub: {failed!r}"
+        return json_response({"status": "unavailable", "reason": reason}, status=503)
     try:
         await request.app[STORE].states()
     except Exception as exc:  # any failure of the store means not ready

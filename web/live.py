@@ -117,8 +117,18 @@ class Hub:
         self.latest: dict[str, Tick] = {}
         self.clients: set[Client] = set()
         self.delivered = 0
+        self.failed: BaseException | None = None  # why ``run`` stopped, if it did
 
     async def run(self) -> None:
+        """Fan out until cancelled; an error is logged and kept for the readiness check."""
+        try:
+            await self._run()
+        except Exception as exc:
+            self.failed = exc
+            log.exception("the websocket hub stopped reading updates")
+            raise
+
+    async def _run(self) -> None:
         while True:
             records = await self.consumer.poll(max_records=2_000, timeout_ms=500)
             for rec in records:

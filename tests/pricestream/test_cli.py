@@ -140,3 +140,12 @@ def test_without_the_simulator_nothing_is_quoted(tmp_path: Path, flag: str) -> N
         time.sleep(0.5)
         assert get_json(url + "api/v1/symbols") == []
         stop(proc)
+
+
+def test_a_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = pricestream("run", "--port", "0", "--data-dir", str(blocker))
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Traceback" not in result.stderr
