@@ -17,8 +17,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import weakref
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,3 +136,80 @@ def _kill_leftovers() -> None:
             with contextlib.suppress(OSError):
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+
+
+class ServerProcess:
+    """What both test servers share: one child process on a port it keeps across restarts.
+
+    A subclass names its log files (``log_name``), builds its command line and implements
+    ``_wait_ready``; ``_launch`` starts the process, waits until it serves and times it.
+    """
+
+    label = "server"  # for messages
+    log_name = "server"  # its log is ``workdir/<log_name>.log``, its output ``.out``
+    log_lines = 40
+    stop_grace_s = 10.0
+
+    def __init__(self, workdir: Path, *, startup_timeout: float) -> None:
+        self.workdir = workdir
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self.start_seconds: float | None = None
+        """How long the last ``start()`` took."""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / f"{self.log_name}.log"
+
+    @property
+    def out_file(self) -> Path:
+        return self.workdir / f"{self.log_name}.out"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def logs(self, lines: int | None = None) -> str:
+        """The tail of the server's log and its own output."""
+        return log_tail(self.log_file, self.out_file, lines=lines or self.log_lines)
+
+    async def _launch(self, argv: list[str], *, started: float) -> float:
+        """Spawn ``argv``, wait until it serves (killing it if it does not); the seconds taken."""
+        self._proc = spawn(argv, cwd=self.workdir, output=self.out_file)
+        try:
+            await self._wait_ready(started + self.startup_timeout)
+        except BaseException:
+            await kill(self._proc)
+            raise
+        self.start_seconds = time.monotonic() - started
+        return self.start_seconds
+
+    async def _wait_ready(self, deadline: float) -> None:
+        raise NotImplementedError
+
+    async def stop(self, grace: float | None = None) -> None:
+        """SIGTERM and wait for the process to exit; SIGKILL after ``grace`` seconds."""
+        grace = self.stop_grace_s if grace is None else grace
+        if self._proc is not None and not await terminate(self._proc, grace):
+            sys.stderr.write(f"{self.label} did not stop in {grace} s; killed it\n")
+
+    async def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash."""
+        if self._proc is not None:
+            await kill(self._proc)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> float:
+        raise NotImplementedError

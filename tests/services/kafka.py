@@ -25,20 +25,17 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.services import (
     REPO_ROOT,
+    ServerProcess,
     ServiceError,
     free_port,
-    kill,
     log_tail,
     port_open,
-    spawn,
-    terminate,
 )
 
 KAFKA_JARS = REPO_ROOT / "scripts" / "kafka-jars"
@@ -131,11 +128,16 @@ logger.config.level = WARN
 """
 
 
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """One KRaft Kafka node on 127.0.0.1; see the module docstring.
 
     Use ``async with KafkaBroker(tmp_path) as broker:`` or ``await start()`` / ``await stop()``.
     """
+
+    label = "Kafka broker"
+    log_name = "broker"
+    log_lines = 60
+    stop_grace_s = 30.0
 
     def __init__(
         self,
@@ -146,17 +148,13 @@ class KafkaBroker:
         extra_properties: Mapping[str, str] | None = None,  # not ports, listeners or log.dirs
         startup_timeout: float = 60.0,
     ) -> None:
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pricestream-kafka-"))
+        workdir = Path(workdir or tempfile.mkdtemp(prefix="pricestream-kafka-"))
+        super().__init__(workdir, startup_timeout=startup_timeout)
         self.num_partitions = num_partitions
         self.auto_create_topics = auto_create_topics
         self.extra_properties = dict(extra_properties or {})
-        self.startup_timeout = startup_timeout
-        self.port = 0
         self.controller_port = 0
         self.cluster_id = ""
-        self.start_seconds: float | None = None
-        """How long the last ``start()`` took, jar check and storage format included."""
-        self._proc: subprocess.Popen[bytes] | None = None
 
     # -- where things are -------------------------------------------------------------------
 
@@ -171,28 +169,12 @@ class KafkaBroker:
         return self.workdir / "kafka-logs"
 
     @property
-    def log_file(self) -> Path:
-        return self.workdir / "broker.log"
-
-    @property
-    def out_file(self) -> Path:
-        return self.workdir / "broker.out"
-
-    @property
     def config_file(self) -> Path:
         return self.workdir / "server.properties"
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc is not None else None
-
-    def logs(self, lines: int = 60) -> str:
-        """The tail of the broker's log and JVM output."""
-        return log_tail(self.log_file, self.out_file, lines=lines)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -224,42 +206,8 @@ class KafkaBroker:
         ]
         if not (self.log_dir / "meta.properties").exists():
             await self._format(jvm, classpath)
-        self._proc = spawn(
-            [*jvm, "-cp", classpath, "kafka.Kafka", str(self.config_file)],
-            cwd=self.workdir,
-            output=self.out_file,
-        )
-        try:
-            await self._wait_ready(started + self.startup_timeout)
-        except BaseException:
-            await kill(self._proc)
-            raise
-        self.start_seconds = time.monotonic() - started
-        return self.start_seconds
-
-    async def stop(self, grace: float = 30.0) -> None:
-        """Graceful shutdown (SIGTERM), waiting for the process to exit; SIGKILL after grace s."""
-        if self._proc is None:
-            return
-        if not await terminate(self._proc, grace):
-            sys.stderr.write(f"Kafka broker did not stop in {grace} s; killed it\n")
-
-    async def kill(self) -> None:
-        """SIGKILL: the broker dies at once, as in a crash (an unclean shutdown)."""
-        if self._proc is not None:
-            await kill(self._proc)
-
-    async def __aenter__(self) -> KafkaBroker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        argv = [*jvm, "-cp", classpath, "kafka.Kafka", str(self.config_file)]
+        return await self._launch(argv, started=started)
 
     # -- helpers for tests ------------------------------------------------------------------
 

@@ -15,34 +15,31 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from tests.services import ServiceError, free_port, kill, log_tail, port_open, spawn, terminate
+from tests.services import ServerProcess, ServiceError, free_port, port_open
 
 NX_REQUIREMENT = "nx-27017==0.8.1"
 
 
-class MongoServer:
+class MongoServer(ServerProcess):
     """One nx-27017 server on 127.0.0.1; see the module docstring.
 
     Use ``async with MongoServer(tmp_path) as mongo:`` or ``await start()`` / ``await stop()``.
     """
 
+    label = "nx-27017"
+    log_name = "nx-27017"
+
     def __init__(self, workdir: Path | None = None, *, startup_timeout: float = 30.0) -> None:
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pricestream-mongo-"))
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.start_seconds: float | None = None
-        """How long the last ``start()`` took."""
-        self._proc: subprocess.Popen[bytes] | None = None
+        workdir = Path(workdir or tempfile.mkdtemp(prefix="pricestream-mongo-"))
+        super().__init__(workdir, startup_timeout=startup_timeout)
 
     @property
     def uri(self) -> str:
@@ -53,21 +50,6 @@ class MongoServer:
     @property
     def data_dir(self) -> Path:
         return self.workdir / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "nx-27017.log"
-
-    @property
-    def out_file(self) -> Path:
-        return self.workdir / "nx-27017.out"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def logs(self, lines: int = 40) -> str:
-        return log_tail(self.log_file, self.out_file, lines=lines)
 
     def client(self, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
         """An ``AsyncMongoClient`` for this server (close it when done)."""
@@ -92,56 +74,15 @@ class MongoServer:
             raise ServiceError(f"port {self.port} on 127.0.0.1 is taken; cannot start nx-27017")
         pid_file = self.workdir / "nx-27017.pid"
         pid_file.unlink(missing_ok=True)  # left by a kill(); nx-27017 refuses to start if live
-        self._proc = spawn(
-            [
-                sys.executable,
-                "-c",  # not -m nx_27017.nx_27017: the package imports it first (runpy warns)
-                "from nx_27017.nx_27017 import main; main()",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-                "--db",
-                str(self.data_dir / "default.db"),
-                "--log-file",
-                str(self.log_file),
-                "--pid-file",
-                str(pid_file),
-            ],
-            cwd=self.workdir,
-            output=self.out_file,
-        )
-        try:
-            await self._wait_ready(started + self.startup_timeout)
-        except BaseException:
-            await kill(self._proc)
-            raise
-        self.start_seconds = time.monotonic() - started
-        return self.start_seconds
-
-    async def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM and wait (SIGKILL after grace s); the data stays in ``data_dir``."""
-        if self._proc is not None and not await terminate(self._proc, grace):
-            sys.stderr.write(f"nx-27017 did not stop in {grace} s; killed it\n")
-
-    async def kill(self) -> None:
-        """SIGKILL, as in a crash: committed writes survive (SQLite WAL)."""
-        if self._proc is not None:
-            await kill(self._proc)
-
-    async def __aenter__(self) -> MongoServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        argv = [
+            sys.executable,
+            "-c",  # not -m nx_27017.nx_27017: the package imports it first (runpy warns)
+            "from nx_27017.nx_27017 import main; main()",
+            *("--host", "127.0.0.1", "--port", str(self.port)),
+            *("--data-dir", str(self.data_dir), "--db", str(self.data_dir / "default.db")),
+            *("--log-file", str(self.log_file), "--pid-file", str(pid_file)),
+        ]
+        return await self._launch(argv, started=started)
 
     async def _wait_ready(self, deadline: float) -> None:
         assert self._proc is not None
