@@ -7,13 +7,12 @@ tells them apart by the first byte (a JSON message is an object and starts with 
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Literal
 
 import msgspec
 
-from stream.contract.errors import DecodeError, InvalidSymbol
+from stream.contract.errors import DecodeError
 from stream.contract.model import Candle, DeadLetter, Tick, check_symbol
 
 Format = Literal["json", "msgpack"]
@@ -39,23 +38,12 @@ def decode_tick(raw: bytes) -> Tick:
     except _FAILURES as exc:
         raise DecodeError(f"bad tick ({exc}): {bytes(raw[:80])!r}") from exc
     try:
-        if not _valid_symbol(tick.symbol):
-            check_symbol(tick.symbol)  # raises, saying why
+        check_symbol(tick.symbol)
         if not (math.isfinite(tick.bid) and math.isfinite(tick.ask) and math.isfinite(tick.price)):
             raise ValueError("a price is not finite")
     except ValueError as exc:
         raise DecodeError(f"bad tick ({exc}): {bytes(raw[:80])!r}") from exc
     return tick
-
-
-@functools.lru_cache(maxsize=4_096)
-def _valid_symbol(symbol: str) -> bool:
-    """``check_symbol``, remembered: a feed repeats a few symbols millions of times."""
-    try:
-        check_symbol(symbol)
-    except InvalidSymbol:
-        return False
-    return True
 
 
 def encode_candle(candle: Candle, *, fmt: Format = "json") -> bytes:

@@ -6,6 +6,7 @@ field's type in the same pass. Times are integer milliseconds since the epoch, U
 
 from __future__ import annotations
 
+import functools
 import re
 
 import msgspec
@@ -15,6 +16,7 @@ from stream.contract.errors import InvalidSymbol
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})+$")
 
 
+@functools.lru_cache(maxsize=4_096)  # a feed repeats a few symbols millions of times
 def check_symbol(symbol: str) -> str:
     """Return ``symbol`` if it looks like ``XAU-USD``; raise ``InvalidSymbol`` otherwise."""
     if not _SYMBOL.fullmatch(symbol):
