@@ -24,6 +24,7 @@ from stream.contract import (
     encode_deadletter,
     encode_tick,
     encode_update,
+    encode_update_raw,
 )
 from stream.contract.codec import Format
 
@@ -250,3 +251,11 @@ def test_corrupted_tick_bytes_either_decode_to_a_tick_or_raise_decode_error(
     except DecodeError:
         return
     assert isinstance(tick, Tick)
+
+
+def test_update_with_ticks_spliced_in_as_bytes_is_the_same_json_as_encode_update() -> None:
+    candle_pairs = [(3, CANDLE)]
+    tick_pairs = [(1, TICK), (2, TICK_FULL)]
+    raw_pairs = [(seq, encode_tick(t)) for seq, t in tick_pairs]
+    expected = encode_update(Update("XAU-USD", tick_pairs, candle_pairs))
+    assert encode_update_raw("XAU-USD", raw_pairs, candle_pairs) == expected
