@@ -13,10 +13,12 @@ from stream.contract.codec import (
     encode_update_raw,
 )
 from stream.contract.errors import (
+    BusError,
     DecodeError,
     InvalidSymbol,
     PricestreamError,
     StoreError,
+    StoreUnavailable,
     UnknownResolution,
 )
 from stream.contract.model import Candle, DeadLetter, Tick, check_symbol, tick_public
@@ -28,6 +30,7 @@ from stream.contract.ports import (
     Consumer,
     Producer,
     Record,
+    Revoked,
     Store,
     SymbolState,
 )
@@ -44,6 +47,7 @@ __all__ = [
     "TICKS",
     "UPDATES",
     "Bus",
+    "BusError",
     "Candle",
     "Consumer",
     "DailyBoundary",
@@ -53,8 +57,10 @@ __all__ = [
     "PricestreamError",
     "Producer",
     "Record",
+    "Revoked",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "SymbolState",
     "Tick",
     "UnknownResolution",
