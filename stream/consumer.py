@@ -107,6 +107,7 @@ class StreamWorker:
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one of: a poll-and-process round, a flush, a revocation
         self._partition: dict[str, int] = {}  # symbol -> the bus partition its ticks come from
+        self._store_down: str | None = None  # why the store failed, while it is retried
 
     @classmethod
     async def open(
@@ -137,6 +138,10 @@ class StreamWorker:
         holder.append(worker)
         return worker
 
+    def not_ready(self) -> str | None:
+        """Why the worker cannot make progress now (for readiness checks), or None."""
+        return self._store_down
+
     def stop(self) -> None:
         """Ask ``run`` to finish: it drains what it polled, flushes, commits and returns."""
         self._stopping.set()
@@ -157,7 +162,9 @@ class StreamWorker:
                     if time.monotonic() >= next_flush:
                         await self._flush()
                         next_flush = time.monotonic() + self.flush_interval_ms / 1000
-                if stopping and not records:
+                # A durable bus keeps what is left for the next worker; the in-process one is
+                # drained, since nothing else would ever read it.
+                if stopping and (self.consumer.durable or not records):
                     break
         finally:
             await self.flush()
@@ -268,14 +275,20 @@ class StreamWorker:
         delay_s, attempt = 0.05, 0
         while True:
             try:
-                return await call()
+                result = await call()
             except StoreUnavailable as exc:
+                self._store_down = f"store unavailable: {exc}"
                 attempt += 1
                 self.stats.store_retries += 1
                 log.warning("store %s failed (attempt %d), retrying in %.2fs: %s",
                             what, attempt, delay_s, exc)  # fmt: skip
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, RETRY_MAX_S)
+            else:
+                if attempt:
+                    log.info("store %s succeeded after %d retries", what, attempt)
+                self._store_down = None
+                return result
 
     async def _restore(self, symbols: dict[str, int]) -> None:
         for symbol, partition in symbols.items():

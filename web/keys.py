@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from stream.contract import Bus, Store
@@ -10,3 +12,6 @@ from web.live import Hub
 STORE: web.AppKey[Store] = web.AppKey("store")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
+#: For a process without the web role: why it is not ready (None when it is).
+NOT_READY: web.AppKey[Callable[[], str | None]] = web.AppKey("not_ready")
+ROLES: web.AppKey[tuple[str, ...]] = web.AppKey("roles")
