@@ -79,6 +79,7 @@ def kafka_options(settings: Settings) -> KafkaOptions:
         replication_factor=b.replication_factor,
         linger_ms=b.linger_ms,
         request_timeout_ms=b.request_timeout_ms,
+        session_timeout_ms=b.session_timeout_ms,
     )
 
 

@@ -62,6 +62,7 @@ class Bus:
     deadletter_retention: str = "30d"
     linger_ms: int = 5
     request_timeout_ms: int = 30_000
+    session_timeout_ms: int = 10_000  # how soon the group notices a dead stream worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,8 @@ class Settings:
              "must be 1..10000"),
             ("bus.linger_ms", 0 <= self.bus.linger_ms <= 10_000, "must be 0..10000"),
             ("bus.request_timeout_ms", 1_000 <= self.bus.request_timeout_ms <= 600_000,
+             "must be 1000..600000"),
+            ("bus.session_timeout_ms", 1_000 <= self.bus.session_timeout_ms <= 600_000,
              "must be 1000..600000"),
             ("stream.grace_ms", 0 <= self.stream.grace_ms <= 3_600_000, "must be 0..3600000"),
             ("stream.flush_interval_ms", 1 <= self.stream.flush_interval_ms <= 60_000,

@@ -18,7 +18,7 @@ import pytest
 
 from pricestream.embedded import Running, run_embedded
 from pricestream.settings import Settings
-from tests.services.kafka import KafkaBroker
+from tests.services.kafka import FAST_GROUPS, KafkaBroker
 from tests.services.mongo import MongoServer
 
 
@@ -85,7 +85,8 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     """One Kafka broker for the session; tests create their own topics."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), num_partitions=3)
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), num_partitions=3,
+                         extra_properties=FAST_GROUPS)  # fmt: skip
     asyncio.run(broker.start())
     yield broker
     asyncio.run(broker.stop())

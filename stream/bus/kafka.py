@@ -70,6 +70,7 @@ class KafkaOptions:
     linger_ms: int = 5
     max_batch_bytes: int = 512 * 1024
     request_timeout_ms: int = 30_000
+    session_timeout_ms: int = 10_000
     fetch_max_bytes: int = 16 * 1024 * 1024
 
 
@@ -348,7 +349,8 @@ class KafkaBus:
             fetch_max_bytes=opts.fetch_max_bytes,
             max_partition_fetch_bytes=opts.fetch_max_bytes,
             request_timeout_ms=opts.request_timeout_ms,
-            isolation_level="read_uncommitted",
+            session_timeout_ms=opts.session_timeout_ms,
+            heartbeat_interval_ms=max(opts.session_timeout_ms // 4, 100),
         )
         wrapper = KafkaConsumer(topic, name, client, group)
         client.subscribe([name], listener=_Listener(wrapper, on_revoke))
