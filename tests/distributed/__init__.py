@@ -151,13 +151,14 @@ enabled = false
         return started
 
     async def wait_running(self, process: RoleProcess, *, seconds: float = 60) -> str:
-        """Wait for the 'is running' line; returns the URL it printed."""
+        """Wait for the 'is running' line; returns the base URL it printed (ending in /)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             text = process.log.read_text(errors="replace") if process.log.exists() else ""
             for line in text.splitlines():
                 if "is running" in line and "http://" in line:
-                    return "http://" + line.split("http://", 1)[1].split()[0]
+                    url = "http://" + line.split("http://", 1)[1].split()[0]
+                    return url.removesuffix("healthz")
             if not process.alive():
                 raise ServiceError(f"{process.label} exited while starting\n{self.logs(process)}")
             await asyncio.sleep(0.1)
