@@ -70,6 +70,7 @@ class MongoStore:
                 f"read preference {read_preference!r}: use one of {', '.join(READ_PREFERENCES)}"
             )
         self.client = client
+        self.read_preference = read_preference
         self.retention_ms = dict(retention_ms)
         self.max_deadletters = max_deadletters
         db: AsyncDatabase[Doc] = client.get_database(database)
