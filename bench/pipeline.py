@@ -422,7 +422,7 @@ class _NullConsumer:
     async def poll(self, *, max_records: int, timeout_ms: int) -> list[Record]:
         return []
 
-    async def commit(self) -> None:
+    async def commit(self, positions: object = None) -> None:
         return None
 
     async def close(self) -> None:

@@ -8,8 +8,11 @@ One loop, in this order for every batch polled from ``ticks``:
 4. number the changed channels and publish one update per symbol on ``updates`` at once, so
    live clients see a tick within milliseconds;
 5. write-behind: the changed candles and symbol states are kept (conflated) and written to the
-   store every ``flush_interval_ms``; only after that write are the bus positions committed.
-   While the store is unavailable the write is retried with backoff and nothing is committed.
+   store every ``flush_interval_ms``, in the background while the next batches are processed;
+   only after that write are the bus positions of the written batches committed. One write at
+   a time, in order. While the store is unavailable the write is retried with backoff and
+   nothing is committed; live updates go on, and past ``max_pending`` changed candles the
+   worker waits for the store before it reads on.
 
 Workers of one group share the ``ticks`` partitions. Before a rebalance takes partitions away,
 the worker flushes and commits, then forgets the windows of the symbols it read from them; the
@@ -40,6 +43,7 @@ from stream.contract import (
     Consumer,
     DeadLetter,
     DecodeError,
+    Positions,
     Producer,
     Record,
     Store,
@@ -51,12 +55,13 @@ from stream.contract import (
     encode_tick,
     encode_update_raw,
 )
+from stream.retry import while_unavailable
 from stream.windows import Outcome, Windows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRY_MAX_S = 2.0  # the longest wait between two attempts at a store write
+MAX_PENDING = 100_000  # changed candles held while a write is in progress, before waiting
 _ACCEPTED = Outcome.ACCEPTED  # a module global: cheaper than the enum attribute per tick
 
 
@@ -104,8 +109,12 @@ class StreamWorker:
         self._pending_candles: dict[tuple[str, str, int], Candle] = {}
         self._pending_states: dict[str, SymbolState] = {}
         self._uncommitted = False
+        # The store write in the background, and the event it sets once the write is stored.
+        self._writing: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self._stopping = asyncio.Event()
-        self._lock = asyncio.Lock()  # one of: a poll-and-process round, a flush, a revocation
+        self._lock = asyncio.Lock()  # one of: processing a batch, a flush, a revocation
+        self._revoked: list[frozenset[int]] = []  # partitions revoked, in order
+        self._processed: dict[int, int] = {}  # partition -> offset after the last one processed
         self._partition: dict[str, int] = {}  # symbol -> the bus partition its ticks come from
         self._store_down: str | None = None  # why the store failed, while it is retried
 
@@ -153,31 +162,46 @@ class StreamWorker:
             while True:
                 stopping = self._stopping.is_set()
                 wait_ms = 0 if stopping else int((next_flush - time.monotonic()) * 1000)
+                # Not under the lock: the bus may hold a poll until a rebalance is over, and the
+                # rebalance waits for ``revoke``, which takes the lock.
+                seen = len(self._revoked)
+                records = await self.consumer.poll(
+                    max_records=self.max_batch, timeout_ms=min(max(wait_ms, 1), 100)
+                )
                 async with self._lock:
-                    records = await self.consumer.poll(
-                        max_records=self.max_batch, timeout_ms=min(max(wait_ms, 1), 100)
-                    )
+                    if len(self._revoked) != seen:  # handed over meanwhile: not ours to count
+                        lost = frozenset().union(*self._revoked[seen:])
+                        records = [r for r in records if r.partition not in lost]
                     if records:
                         await self.process(records)
                     if time.monotonic() >= next_flush:
-                        await self._flush()
+                        await self._flush(wait=False)
                         next_flush = time.monotonic() + self.flush_interval_ms / 1000
                 # A durable bus keeps what is left for the next worker; the in-process one is
                 # drained, since nothing else would ever read it.
                 if stopping and (self.consumer.durable or not records):
                     break
-        finally:
-            await self.flush()
+        except BaseException:
+            if self._writing is not None:  # a crash: what is not committed will be replayed
+                task, _ = self._writing
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self._writing = None
+            raise
+        await self.flush()
 
     async def revoke(self, partitions: frozenset[int]) -> None:
         """Flush and commit, then forget the symbols read from ``partitions``."""
         async with self._lock:
-            await self._flush()
+            await self._flush(wait=True, handover=True)
+            for part in partitions:
+                self._processed.pop(part, None)
             gone = [s for s, p in self._partition.items() if p in partitions]
             for symbol in gone:
                 self.windows.forget(symbol)
                 self._seqs.pop(symbol, None)
                 del self._partition[symbol]
+            self._revoked.append(partitions)
             self.stats.revocations += 1
             log.info("handed over %d symbols of partitions %s", len(gone), sorted(partitions))
 
@@ -189,7 +213,9 @@ class StreamWorker:
         letters: list[tuple[int, DeadLetter]] = []  # (offset, letter): kept in bus order
         ticks: list[Tick] = []
         kept: list[Record] = []  # the record of each tick in ``ticks``
+        processed = self._processed
         for rec in records:
+            processed[rec.partition] = rec.offset + 1  # records come in order per partition
             try:
                 ticks.append(decode_tick(rec.value))
             except DecodeError as exc:
@@ -251,44 +277,75 @@ class StreamWorker:
         self._uncommitted = True
 
     async def flush(self) -> None:
-        """Write the pending candles and states, then commit the bus positions."""
+        """Write the pending candles and states, then commit the bus positions; wait for it."""
         async with self._lock:
-            await self._flush()
+            await self._flush(wait=True)
 
-    async def _flush(self) -> None:
-        if self._pending_candles or self._pending_states:
-            candles = sorted(self._pending_candles.values(), key=_candle_key)
-            states = sorted(self._pending_states.values(), key=lambda s: s.symbol)
+    async def _flush(self, *, wait: bool, handover: bool = False) -> None:
+        """Start writing what is pending (``wait``: and finish it), after the previous write.
+
+        Called with the lock held, between batches, so the positions taken here are exactly
+        those of the records whose changes are in this write. In a ``handover`` (partitions
+        being revoked) the previous write's commit is abandoned once its data is stored: the
+        bus holds commits back until the rebalance, which is waiting for this call, is over.
+        This call commits the same positions and later ones itself.
+        """
+        if self._writing is not None:
+            task, stored = self._writing
+            busy = not task.done()
+            if busy and not wait and len(self._pending_candles) < MAX_PENDING:
+                return  # still writing the previous batch: these changes go in the next one
+            self._writing = None
+            if busy and handover:
+                waiter = asyncio.ensure_future(stored.wait())
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            if task.done() and not task.cancelled():
+                task.result()  # raises what made it fail
+            elif not handover:
+                await task
+        if not (self._pending_candles or self._pending_states or self._uncommitted):
+            return
+        candles = sorted(self._pending_candles.values(), key=_candle_key)
+        states = sorted(self._pending_states.values(), key=lambda s: s.symbol)
+        positions = dict(self._processed)
+        self._pending_candles, self._pending_states = {}, {}
+        self._uncommitted = False
+        stored = asyncio.Event()
+        job = self._write_and_commit(candles, states, positions, stored)
+        if wait:
+            await job
+        else:
+            self._writing = (asyncio.create_task(job, name="store-write"), stored)
+
+    async def _write_and_commit(
+        self,
+        candles: list[Candle],
+        states: list[SymbolState],
+        positions: Positions,
+        stored: asyncio.Event,
+    ) -> None:
+        if candles or states:
             started = time.perf_counter()
             await self._retrying("write", lambda: self.store.write(candles, states))
             self.stats.store_writes += 1
             self.stats.store_write_ms_total += (time.perf_counter() - started) * 1000
-            self._pending_candles = {}
-            self._pending_states = {}
-        if self._uncommitted:
-            await self.producer.flush()
-            await self.consumer.commit()
-            self._uncommitted = False
+        await self.producer.flush()  # the updates and dead letters of these records are out
+        stored.set()
+        await self.consumer.commit(positions)
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()``, retried with capped backoff while the store is unavailable."""
-        delay_s, attempt = 0.05, 0
-        while True:
-            try:
-                result = await call()
-            except StoreUnavailable as exc:
-                self._store_down = f"store unavailable: {exc}"
-                attempt += 1
-                self.stats.store_retries += 1
-                log.warning("store %s failed (attempt %d), retrying in %.2fs: %s",
-                            what, attempt, delay_s, exc)  # fmt: skip
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, RETRY_MAX_S)
-            else:
-                if attempt:
-                    log.info("store %s succeeded after %d retries", what, attempt)
-                self._store_down = None
-                return result
+        return await while_unavailable(what, call, on_failure=self._store_failed)
+
+    def _store_failed(self, exc: StoreUnavailable | None) -> None:
+        if exc is None:
+            self._store_down = None
+            return
+        self._store_down = f"store unavailable: {exc}"
+        self.stats.store_retries += 1
 
     async def _restore(self, symbols: dict[str, int]) -> None:
         for symbol, partition in symbols.items():

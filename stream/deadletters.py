@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from stream.contract import Consumer, DeadLetter, DecodeError, Store, decode_deadletter
+from stream.retry import while_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ class DeadLetterArchive:
                 letters.append(
                     DeadLetter(f"undecodable dead letter: {exc}", rec.topic, 0, rec.value)
                 )
-        await self.store.add_deadletters(letters)
+        await while_unavailable(
+            f"write of {len(letters)} dead letters", lambda: self.store.add_deadletters(letters)
+        )
         await self.consumer.commit()
         self.archived += len(letters)
         log.debug("archived %d dead letters", len(letters))

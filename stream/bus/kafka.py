@@ -35,7 +35,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from stream.contract import DEADLETTER, TICKS, UPDATES, BusError, Record, Revoked
+from stream.contract import DEADLETTER, TICKS, UPDATES, BusError, Positions, Record, Revoked
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +194,15 @@ class KafkaConsumer:
         self._consumer = consumer
         self._group = group
         self._next: dict[TopicPartition, int] = {}  # the next offset after what poll returned
+        self._committed: dict[TopicPartition, int] = {}
         self._closed = False
 
     async def poll(self, *, max_records: int, timeout_ms: int) -> list[Record]:
+        if not self._consumer.assignment():
+            # In a rebalance the client's getmany waits for the new assignment, however long
+            # that takes; keep the caller's timeout instead.
+            await asyncio.sleep(timeout_ms / 1000)
+            return []
         try:
             batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
@@ -211,12 +217,20 @@ class KafkaConsumer:
             self._next[tp] = messages[-1].offset + 1
         return out
 
-    async def commit(self) -> None:
-        if self._group is None or not self._next:
+    async def commit(self, positions: Positions | None = None) -> None:
+        if self._group is None:
             return
-        offsets, self._next = self._next, {}
+        if positions is None:
+            wanted = dict(self._next)
+        else:
+            wanted = {TopicPartition(self.name, p): o for p, o in positions.items()}
+        offsets = {tp: o for tp, o in wanted.items()
+                   if tp in self._next and self._committed.get(tp, -1) < o}  # fmt: skip
+        if not offsets:
+            return
         try:
             await self._consumer.commit(offsets)
+            self._committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # The group moved these partitions on; their next owner replays from the last commit
             # and recognises what this worker already stored by the positions in its states.
@@ -226,6 +240,7 @@ class KafkaConsumer:
 
     def forget(self, partitions: frozenset[int]) -> None:
         self._next = {tp: o for tp, o in self._next.items() if tp.partition not in partitions}
+        self._committed = {tp: o for tp, o in self._committed.items() if tp in self._next}
 
     async def close(self) -> None:
         if self._closed:

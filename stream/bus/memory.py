@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import count, repeat
 
-from stream.contract import Record, Revoked
+from stream.contract import Positions, Record, Revoked
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class MemoryConsumer:
             raise RuntimeError("poll on a closed consumer")
         return await self._queue.get_many(max_records, timeout_ms / 1000)
 
-    async def commit(self) -> None:
+    async def commit(self, positions: Positions | None = None) -> None:
         return None
 
     async def close(self) -> None:

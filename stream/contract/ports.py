@@ -6,7 +6,7 @@ above the adapters knows which one it runs on; one contract test suite runs agai
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -42,6 +42,10 @@ class Producer(Protocol):
         ...
 
 
+#: How far records are processed: partition -> the offset after the last one processed.
+Positions = Mapping[int, int]
+
+
 class Consumer(Protocol):
     #: True when positions survive a restart, so a replayed record can be recognised.
     durable: bool
@@ -50,8 +54,8 @@ class Consumer(Protocol):
         """Up to ``max_records`` records, waiting at most ``timeout_ms`` for the first one."""
         ...
 
-    async def commit(self) -> None:
-        """Mark every record returned by ``poll`` so far as processed."""
+    async def commit(self, positions: Positions | None = None) -> None:
+        """Mark records as processed: up to ``positions``, or all that ``poll`` returned."""
         ...
 
     async def close(self) -> None: ...

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stream.consumer import StreamWorker
-from stream.contract import Record
+from stream.contract import Positions, Record
 from stream.windows import Windows
 from tests.distributed import GRACE_MS, Cluster, diff, make_ticks, reference
 from tests.services.kafka import KafkaBroker
@@ -40,7 +40,7 @@ class CrashOnCommit:
         self.polled += len(got)
         return got
 
-    async def commit(self) -> None:
+    async def commit(self, positions: Positions | None = None) -> None:
         raise Crash("killed between the store write and the commit")
 
     async def close(self) -> None:
