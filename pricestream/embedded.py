@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ingest.collector import Publisher, SimulatorCollector, now_ms
 from ingest.simulator import Simulator
-from pricestream.settings import Settings
+from pricestream.settings import Settings, render_config
 from stream.bus.memory import MemoryBus
 from stream.consumer import StreamWorker
 from stream.contract import DEADLETTER, TICKS
@@ -65,7 +65,7 @@ async def run_embedded(
     archive = DeadLetterArchive(
         consumer=await bus.consumer(DEADLETTER, group="archive"), store=store
     )
-    app = make_app(store=store, bus=bus)
+    app = make_app(store=store, bus=bus, render=render_config(settings))
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:

@@ -14,6 +14,7 @@ A pause longer than five candles (a weekend, a feed outage) is a gap: the line b
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
-T, O, H, L, C = range(5)
+T, O, H, L, C = range(5)  # noqa: E741 - the columns of a candle row
 GAP_CANDLES = 5
 MIN_CANDLE_PX = 3
 
@@ -180,8 +181,8 @@ def nice_step(raw: float) -> float:
         return 1.0
     exp = math.floor(math.log10(raw))
     for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if m * 10**exp >= raw * (1 - 1e-9):
-            return m * 10**exp
+        if m * 10.0**exp >= raw * (1 - 1e-9):
+            return float(m * 10.0**exp)
     return 10.0 ** (exp + 1)
 
 
@@ -196,7 +197,7 @@ def format_price(p: float, decimals: int) -> str:
 def price_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], float]:
     step = nice_step((hi - lo) / max(1, max_ticks))
     first = math.ceil(lo / step - 1e-9) * step
-    ticks = []
+    ticks: list[float] = []
     v = first
     while v <= hi + step * 1e-9 and len(ticks) < 100:
         ticks.append(v)
@@ -218,7 +219,7 @@ def time_ticks(t_min: float, t_max: float, max_ticks: int) -> list[tuple[float, 
     max_ticks = max(1, max_ticks)
     for step in _TIME_STEPS_MS:
         if span / step <= max_ticks:
-            first = math.ceil(t_min / step) * step
+            first: float = math.ceil(t_min / step) * step
             if step == 7 * DAY_MS or step == 14 * DAY_MS:  # weeks start on Monday
                 monday = 4 * DAY_MS  # 1970-01-05 was a Monday
                 first = math.ceil((t_min - monday) / step) * step + monday
@@ -250,7 +251,7 @@ def time_ticks(t_min: float, t_max: float, max_ticks: int) -> list[tuple[float, 
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def _time_label(t_ms: int, step_ms: int) -> str:
+def _time_label(t_ms: float, step_ms: int) -> str:
     d = datetime.fromtimestamp(t_ms / 1000, tz=UTC)
     if step_ms < MINUTE_MS:
         return f"{d:%H:%M:%S}"
@@ -362,9 +363,9 @@ def render_png(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
     img = np.full((spec.height_px, spec.width_px), ink.bg, np.uint8)
     x0, x1, y0, y1 = lay.x0, lay.x1, lay.y0, lay.y1
     for p, _ in lay.price_ticks:
-        img[int(round(float(lay.y(p)))), x0:x1] = ink.grid
+        img[round(float(lay.y(p))), x0:x1] = ink.grid
     for t, _ in lay.time_ticks:
-        img[y0:y1, int(round(float(lay.x(t))))] = ink.grid
+        img[y0:y1, round(float(lay.x(t)))] = ink.grid
     plot = img[y0:y1, x0:x1]
     if len(rows):
         if spec.kind == "candles":
@@ -372,15 +373,15 @@ def render_png(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
         else:
             _png_area(plot, spec, rows, as_of_ms, lay, ink)
     img[y1, x0:x1] = ink.axis
-    img[y0:y1 + 1, x1] = ink.axis
+    img[y0 : y1 + 1, x1] = ink.axis
     half = f.height // 2
-    ym = int(round(float(lay.y(lay.last)))) if math.isfinite(lay.last) else -999
+    ym = round(float(lay.y(lay.last))) if math.isfinite(lay.last) else -999
     for p, label in lay.price_ticks:
-        yp = int(round(float(lay.y(p))))
+        yp = round(float(lay.y(p)))
         if abs(yp - ym) > f.height:  # the last-price box covers it
             draw_text(img, label, x1 + 6, yp - half, ink.text, f)
     for t, label in lay.time_ticks:
-        draw_text(img, label, int(round(float(lay.x(t)))), y1 + 4, ink.text, f, anchor="c")
+        draw_text(img, label, round(float(lay.x(t))), y1 + 4, ink.text, f, anchor="c")
     if math.isfinite(lay.last):
         row = img[ym, x0:x1]
         row[(np.arange(x1 - x0) % 6) < 3] = ink.marker
@@ -537,7 +538,7 @@ def _runs(gaps: npt.NDArray[np.bool_], n: int) -> list[tuple[int, int]]:
     """``[start, end)`` index runs of points joined without a gap."""
     cuts = (np.flatnonzero(gaps) + 1).tolist()
     bounds = [0, *cuts, n]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def _svg_area(spec: ChartSpec, rows: Floats, as_of_ms: int, lay: Layout, th: Theme) -> str:

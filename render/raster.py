@@ -59,6 +59,8 @@ class Font:
 
     def __init__(self, size_px: int) -> None:
         font = ImageFont.load_default(size=size_px)
+        if not isinstance(font, ImageFont.FreeTypeFont):
+            raise RuntimeError("Pillow was built without FreeType: chart text needs it")
         ascent, descent = font.getmetrics()
         self.height = ascent + descent
         self.ascent = ascent
@@ -73,7 +75,7 @@ class Font:
         self._missing = self.glyphs["?"]
 
     def width(self, text: str) -> int:
-        return sum(self.glyphs.get(ch, self._missing).shape[1] for ch in text)
+        return sum(int(self.glyphs.get(ch, self._missing).shape[1]) for ch in text)
 
     @functools.lru_cache(maxsize=4_096)  # noqa: B019 - one Font per size per process, kept
     def mask(self, text: str) -> npt.NDArray[np.uint8]:
@@ -103,11 +105,11 @@ def draw_text(
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + w, cols), min(y + h, rows)
     if x0 >= x1 or y0 >= y1:
-        return w
+        return int(w)
     sub = mask[y0 - y : y1 - y, x0 - x : x1 - x]
     region = img[y0:y1, x0:x1]
     np.copyto(region, (sub + ramp).astype(np.uint8), where=sub > 0)
-    return w
+    return int(w)
 
 
 def encode_png(img: Pixels, palette: Palette, *, level: int = 1) -> bytes:

@@ -122,9 +122,9 @@ def _size(query: Mapping[str, str], name: str, bounds: tuple[int, int], default:
     return value
 
 
-def _common(symbol: str, fmt: str, formats: tuple[str, ...], query: Mapping[str, str]) -> tuple[
-    str, str, str
-]:
+def _common(
+    symbol: str, fmt: str, formats: tuple[str, ...], query: Mapping[str, str]
+) -> tuple[str, str, str]:
     try:
         check_symbol(symbol)
     except InvalidSymbol as exc:
@@ -135,7 +135,9 @@ def _common(symbol: str, fmt: str, formats: tuple[str, ...], query: Mapping[str,
     res = query.get("res") or DEFAULT_RES[rng]
     allowed = allowed_resolutions(rng)
     if res not in allowed:
-        raise SpecError(f"res for range {rng} must be one of {', '.join(allowed)}, got {res[:20]!r}")
+        raise SpecError(
+            f"res for range {rng} must be one of {', '.join(allowed)}, got {res[:20]!r}"
+        )
     return symbol, rng, res
 
 

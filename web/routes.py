@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import api, page
+from web import api, charts, page
 
 
 def setup(app: web.Application) -> None:
@@ -18,3 +18,9 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/symbols/{symbol}/latest", api.latest)
     app.router.add_get("/api/v1/symbols/{symbol}/candles", api.candles)
     app.router.add_get("/api/v1/deadletters", api.deadletters)
+
+
+def setup_render(app: web.Application) -> None:
+    """The render role's URL map: in the all-in-one app, or alone behind nginx."""
+    app.router.add_get("/charts/{symbol}.{fmt}", charts.chart)
+    app.router.add_get("/snapshots/{symbol}.{fmt}", charts.snapshot)

@@ -1,0 +1,94 @@
+"""``/charts`` and ``/snapshots``: cached chart images, plotly figures and text snapshots.
+
+``install(app, store=..., config=...)`` puts a ``Renderer`` (its worker pools started and
+stopped with the app) and these routes on any aiohttp app: the all-in-one web app, or a
+render-only app for a separate render role behind the same URL paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from render.pool import Busy, RenderFailed, RenderTimeout
+from render.service import NoData, RenderConfig, Rendered, Renderer
+from render.spec import FRESH_MS, Spec, SpecError, parse_chart, parse_snapshot
+from stream.contract import Store
+from web import routes
+from web.api import BadRequest, json_response
+from web.keys import RENDERER
+
+
+def install(app: web.Application, *, store: Store, config: RenderConfig) -> None:
+    """Add the renderer and the chart and snapshot routes to ``app``."""
+
+    async def renderer_ctx(app: web.Application) -> AsyncIterator[None]:
+        renderer = app[RENDERER] = Renderer(store, config=config)
+        await renderer.start()
+        yield
+        await renderer.close()
+
+    app.cleanup_ctx.append(renderer_ctx)
+    routes.setup_render(app)
+
+
+async def chart(request: web.Request) -> web.Response:
+    try:
+        spec: Spec = parse_chart(
+            request.match_info["symbol"], request.match_info["fmt"], request.query
+        )
+    except SpecError as exc:
+        raise BadRequest(str(exc)) from exc
+    return await _serve(request, spec)
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    try:
+        spec: Spec = parse_snapshot(
+            request.match_info["symbol"], request.match_info["fmt"], request.query
+        )
+    except SpecError as exc:
+        raise BadRequest(str(exc)) from exc
+    return await _serve(request, spec)
+
+
+async def _serve(request: web.Request, spec: Spec) -> web.Response:
+    renderer = request.app[RENDERER]
+    try:
+        etag, cached = await renderer.prepare(spec)
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=_headers(etag, spec, renderer))
+        rendered = cached or await renderer.render(spec)
+    except NoData as exc:
+        raise web.HTTPNotFound(text=str(exc)) from exc
+    except Busy as exc:
+        return json_response(
+            {"error": {"status": 503, "message": str(exc)}},
+            status=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    except RenderTimeout as exc:
+        return json_response({"error": {"status": 504, "message": str(exc)}}, status=504)
+    except RenderFailed as exc:
+        return json_response(
+            {"error": {"status": 503, "message": f"render failed: {exc}"}},
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    return _response(rendered, spec, renderer)
+
+
+def _headers(etag: str, spec: Spec, renderer: Renderer) -> dict[str, str]:
+    return {"ETag": etag, "Cache-Control": f"public, max-age={FRESH_MS[spec.range] // 1000}"}
+
+
+def _response(rendered: Rendered, spec: Spec, renderer: Renderer) -> web.Response:
+    return web.Response(
+        body=rendered.body,
+        headers={
+            "Content-Type": rendered.content_type,
+            "ETag": rendered.etag,
+            "Cache-Control": f"public, max-age={rendered.max_age_s}",
+        },
+    )
