@@ -153,18 +153,6 @@ class Renderer:
             cache_dir=c.cache_dir,
         )
 
-    def _pool(self, name: str, workers: int, max_queue: int) -> Pool:
-        c = self.config
-        return Pool(
-            name,
-            workers=workers,
-            max_queue=max_queue,
-            max_batch=c.max_batch,
-            timeout_ms=c.timeout_ms,
-            retry_after_s=c.retry_after_s,
-            cache_dir=c.cache_dir,
-        )
-
     async def start(self) -> None:
         if self.config.cache_dir is not None:
             self.config.cache_dir.mkdir(parents=True, exist_ok=True)
