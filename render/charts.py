@@ -33,6 +33,7 @@ Ints = npt.NDArray[np.int64]
 
 T, O, H, L, C = range(5)  # noqa: E741 - the columns of a candle row
 GAP_CANDLES = 5
+NO_DATA = "No prices in this range at this resolution"
 MIN_CANDLE_PX = 3
 
 
@@ -284,7 +285,7 @@ def layout(spec: ChartSpec, rows: Floats, as_of_ms: int, f: Font, title_font: Fo
     y0, y1 = top, max(top + 20, h - bottom)
     ticks, step = price_ticks(lo, hi, max(2, (y1 - y0) // 42))
     dec = price_decimals(step)
-    labels = [(p, format_price(p, dec)) for p in ticks]
+    labels = [(p, format_price(p, dec)) for p in ticks] if len(rows) else []
     last_label = format_price(last, max(2, dec)) if math.isfinite(last) else ""
     label_w = max([f.width(s) for _, s in labels] + [f.width(last_label) + 8])
     x0, x1 = 10, max(30, w - label_w - 14)
@@ -372,6 +373,8 @@ def render_png(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
             _png_candles(plot, spec, rows, lay, ink)
         else:
             _png_area(plot, spec, rows, as_of_ms, lay, ink)
+    else:
+        draw_text(img, NO_DATA, (x0 + x1) // 2, (y0 + y1) // 2 - f.height, ink.text, ft, anchor="c")
     img[y1, x0:x1] = ink.axis
     img[y0 : y1 + 1, x1] = ink.axis
     half = f.height // 2
@@ -496,6 +499,11 @@ def render_svg(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
             out.append(_svg_candles(spec, rows, lay, th))
         else:
             out.append(_svg_area(spec, rows, as_of_ms, lay, th))
+    else:
+        out.append(
+            f'<text x="{(x0 + x1) // 2}" y="{(y0 + y1) // 2}" text-anchor="middle" '
+            f'font-size="13" fill="{text}">{NO_DATA}</text>'
+        )
     out.append(
         f'<path d="M{x0} {y1}H{x1}V{y0}" fill="none" stroke="{hex_colour(th.axis)}"/>'
         f'<g fill="{text}">'
