@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import orjson
 import pandas as pd
 import plotly.io
 import pytest
@@ -143,7 +144,7 @@ async def test_json_and_txt_snapshots_carry_the_latest_quote_and_the_change(
 ) -> None:
     status, _, body = await fetch(server, f"/snapshots/{SYMBOL}.json?range=1d&res=1m")
     assert status == 200
-    snap = pd.Series(dict(pd.read_json(io.BytesIO(body), typ="series")))
+    snap = orjson.loads(body)
     assert snap["latest"]["price"] == 4_001.0
     candles = candles_for(120)
     assert snap["change"] == pytest.approx(candles[-1].close - candles[0].open)
@@ -224,7 +225,7 @@ async def test_identical_concurrent_requests_render_once(server: TestServer) -> 
 def _pid(server: TestServer, pool: str = "charts") -> int:
     renderer = server.app[RENDERER]
     (pid,) = getattr(renderer, pool).pids()
-    return pid
+    return int(pid)
 
 
 async def _wait(check: Callable[[], bool], what: str) -> None:
