@@ -635,7 +635,7 @@ def render_plotly(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
         gaps = _gaps(rows, RESOLUTIONS[spec.res]) if len(rows) > 1 else np.zeros(0, bool)
         xs: list[float | None] = []
         ys: list[float | None] = []
-        for s, e in _runs(gaps, len(rows)):
+        for s, e in _runs(gaps, len(rows)) if len(rows) else []:
             ts, ps = minmax_downsample(t[s:e], rows[s:e, C], max(1, pw * (e - s) // len(rows)))
             if xs:
                 xs.append(None)
