@@ -4,7 +4,8 @@ Exceptions: ``PoolError`` is the base; ``Busy`` (the queue is full: answer 503 w
 Retry-After), ``RenderFailed`` (the worker died, or the render raised) and its subclass
 ``RenderTimeout`` (the worker took longer than ``timeout_ms`` and was killed).
 
-The event loop never blocks on a worker: each worker's pipe is watched with ``add_reader``.
+The event loop never blocks on a worker: it talks to each over a socket pair with asyncio
+streams (the framing of ``multiprocessing.Connection``, which the worker uses).
 A worker takes every queued job (up to ``max_batch``) in one message, so under load the cost
 of a pipe round trip is shared by many renders. A worker that dies or overruns its timeout is
 killed and replaced; the requests it held fail at once with ``RenderFailed``.
@@ -17,9 +18,11 @@ import itertools
 import logging
 import multiprocessing
 import pickle
-from collections import deque
+import socket
+import struct
+from collections import OrderedDict, deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from render import worker
 log = logging.getLogger(__name__)
 
 Job = tuple[object, ...]
+#: How many data sets (candle arrays) each worker keeps; the pool mirrors which ones.
+WORKER_DATA_SETS = 64
 
 
 class PoolError(Exception):
@@ -62,11 +67,27 @@ class PoolStats:
 @dataclass(eq=False)
 class _Worker:
     process: BaseProcess
-    conn: Connection
+    writer: asyncio.StreamWriter
     ready: asyncio.Future[None]
+    reader_task: asyncio.Task[None] | None = None
     busy: list[tuple[int, asyncio.Future[bytes]]] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     dead: bool = False
+    data_keys: OrderedDict[Hashable, None] = field(default_factory=OrderedDict)
+
+
+def _frame(payload: bytes) -> bytes:
+    """``multiprocessing.Connection``'s framing, which the worker reads with ``recv_bytes``."""
+    if len(payload) > 0x7FFFFFFF:
+        return struct.pack("!i", -1) + struct.pack("!Q", len(payload)) + payload
+    return struct.pack("!i", len(payload)) + payload
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    (size,) = struct.unpack("!i", await reader.readexactly(4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", await reader.readexactly(8))
+    return await reader.readexactly(size)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -99,7 +120,7 @@ class Pool:
         self.stats = PoolStats()
         self._ctx = _context()
         self._ids = itertools.count()
-        self._queue: deque[tuple[int, Job, asyncio.Future[bytes]]] = deque()
+        self._queue: deque[tuple[int, Job, Hashable, object, asyncio.Future[bytes]]] = deque()
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._closing = False
@@ -117,8 +138,12 @@ class Pool:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def render(self, job: Job) -> bytes:
-        """The bytes of ``job``; raises ``Busy`` at once when the queue is full."""
+    async def render(self, job: Job, *, data_key: Hashable, data: object) -> bytes:
+        """The bytes of ``job``; raises ``Busy`` at once when the queue is full.
+
+        ``data`` (the candles) goes to a worker only if it does not hold ``data_key`` yet: charts
+        of the same data version (sizes, themes, formats) share one transfer per worker.
+        """
         if self._closing:
             raise RenderFailed(f"render pool {self.name} is closed")
         if not self._idle and len(self._queue) >= self.max_queue:
@@ -128,7 +153,7 @@ class Pool:
                 retry_after_s=self.retry_after_s,
             )
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._queue.append((next(self._ids), job, fut))
+        self._queue.append((next(self._ids), job, data_key, data, fut))
         self._dispatch()
         return await fut
 
@@ -141,7 +166,7 @@ class Pool:
         for w in list(self._workers):
             self._retire(w, RenderFailed(f"render pool {self.name} closed"), replace=False)
         while self._queue:
-            _, _, fut = self._queue.popleft()
+            fut = self._queue.popleft()[-1]
             if not fut.done():
                 fut.set_exception(RenderFailed(f"render pool {self.name} closed"))
         await asyncio.gather(
@@ -152,18 +177,21 @@ class Pool:
 
     async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
-        parent, child = self._ctx.Pipe(duplex=True)
+        parent, child = socket.socketpair()
         process = self._ctx.Process(  # type: ignore[attr-defined]
-            target=worker.serve,
+            target=worker.serve_socket,
             args=(child, self.cache_dir),
             name=f"render-{self.name}",
             daemon=True,
         )
-        await asyncio.to_thread(process.start)
-        child.close()
-        w = _Worker(process, parent, loop.create_future())
+        try:
+            await asyncio.to_thread(process.start)
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=2**20)
+        w = _Worker(process, writer, loop.create_future())
         self._workers.append(w)
-        loop.add_reader(parent.fileno(), self._on_readable, w)
+        w.reader_task = asyncio.create_task(self._read(w, reader), name=f"{self.name}-reader")
         try:
             await asyncio.wait_for(asyncio.shield(w.ready), 60)
         except TimeoutError:
@@ -174,37 +202,49 @@ class Pool:
 
     def _dispatch(self) -> None:
         while self._idle and self._queue:
-            batch: list[tuple[int, Job]] = []
+            batch: list[tuple[int, Job, Hashable]] = []
+            adds: list[tuple[Hashable, object]] = []
+            drops: list[Hashable] = []
             w = self._idle.pop()
             while self._queue and len(batch) < self.max_batch:
-                job_id, job, fut = self._queue.popleft()
+                job_id, job, data_key, data, fut = self._queue.popleft()
                 if fut.done():  # the client went away while queued
                     continue
-                batch.append((job_id, job))
+                if data_key in w.data_keys:
+                    w.data_keys.move_to_end(data_key)
+                else:
+                    adds.append((data_key, data))
+                    w.data_keys[data_key] = None
+                    if len(w.data_keys) > WORKER_DATA_SETS:
+                        dropped, _ = w.data_keys.popitem(last=False)
+                        drops.append(dropped)
+                batch.append((job_id, job, data_key))
                 w.busy.append((job_id, fut))
             if not batch:
                 self._idle.append(w)
                 return
-            try:
-                w.conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
-            except (OSError, ValueError) as exc:
-                self._retire(w, RenderFailed(f"render worker {w.process.pid} gone: {exc}"))
-                continue
+            message = (drops, adds, batch)
+            w.writer.write(_frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)))
             self.stats.batches += 1
             w.timer = asyncio.get_running_loop().call_later(
                 self.timeout_ms / 1000, self._on_timeout, w
             )
 
-    def _on_readable(self, w: _Worker) -> None:
+    async def _read(self, w: _Worker, reader: asyncio.StreamReader) -> None:
         try:
-            message = w.conn.recv_bytes()
-        except (EOFError, OSError):
+            first = await _read_frame(reader)
+            if first != worker.READY:
+                raise RenderFailed(f"render worker {w.process.pid} said {first[:40]!r}")
+            w.ready.set_result(None)
+            while True:
+                self._on_results(w, await _read_frame(reader))
+        except (asyncio.IncompleteReadError, ConnectionError, RenderFailed) as exc:
+            await asyncio.to_thread(w.process.join, 1)
             code = w.process.exitcode
             self._retire(w, RenderFailed(f"render worker {w.process.pid} died (exit {code})"))
-            return
-        if not w.ready.done():
-            w.ready.set_result(None)
-            return
+            log.debug("render worker %s: %r", w.process.pid, exc)
+
+    def _on_results(self, w: _Worker, message: bytes) -> None:
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
@@ -235,11 +275,11 @@ class Pool:
         w.dead = True
         if w.timer is not None:
             w.timer.cancel()
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(w.conn.fileno())
         if w.process.is_alive():
             w.process.kill()
-        w.conn.close()
+        w.writer.close()
+        if w.reader_task is not None and w.reader_task is not asyncio.current_task():
+            w.reader_task.cancel()
         for _, fut in w.busy:
             if not fut.done():
                 self.stats.failed += 1

@@ -217,12 +217,13 @@ class Renderer:
 
     async def _render(self, spec: Spec, state: SymbolState, etag: str) -> bytes:
         rows = await self._rows(spec, state.watermark_ms)
+        data_key = (spec.symbol, spec.res, spec.range, state.watermark_ms)
         name = f"{etag.strip(chr(34))}.{spec.fmt}" if self.config.cache_dir else None
         if isinstance(spec, ChartSpec):
-            return await self.charts.render(("chart", spec, rows, None, state.watermark_ms, name))
-        return await self.text.render(
-            ("snapshot", spec, rows, state.latest, state.watermark_ms, name)
-        )
+            job = ("chart", spec, None, state.watermark_ms, name)
+            return await self.charts.render(job, data_key=data_key, data=rows)
+        job = ("snapshot", spec, state.latest, state.watermark_ms, name)
+        return await self.text.render(job, data_key=data_key, data=rows)
 
     async def _state(self, symbol: str, fresh_ms: int) -> SymbolState:
         now = time.monotonic()

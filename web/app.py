@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, web
 from render.service import RenderConfig
 from stream.contract import UPDATES, Bus, Store
 from web import charts, routes
-from web.api import json_errors
+from web.api import healthz, json_errors
 from web.keys import BUS, HUB, STORE
 from web.live import Hub
 
@@ -53,4 +53,17 @@ def make_app(
     routes.setup(app)
     if render is not None:
         charts.install(app, store=store, config=render)
+    return app
+
+
+def make_render_app(*, store: Store, render: RenderConfig) -> web.Application:
+    """The render role alone: ``/charts``, ``/snapshots`` and ``/healthz`` on its own pools.
+
+    For a separate ``render`` service behind nginx (which routes ``/charts`` and ``/snapshots``
+    to it); ``store`` is opened and closed by the caller.
+    """
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app[STORE] = store
+    app.router.add_get("/healthz", healthz)
+    charts.install(app, store=store, config=render)
     return app

@@ -1,0 +1,453 @@
+"""Benchmark of the render role over real HTTP, with matplotlib measured in the same run.
+
+The server is the render-only app (``web.app.make_render_app``: the same handlers, pools and
+caches as the all-in-one service) on uvloop in its own process, with a real SQLite store filled
+with synthetic candles for ``--symbols`` symbols at every range's default resolution. The load
+generator is a lean keep-alive HTTP/1.1 client in another process, ``--connections`` connections.
+
+Phases, each bounded in requests and in time:
+
+1. cold PNG: every request a distinct chart (symbol x range x type x theme x width about 600x300),
+   so each one is rendered: none is in the memory or disk cache (a fresh cache directory).
+2. cold SVG: the same with ``.svg``.
+3. cold snapshots: distinct JSON/CSV/TXT snapshots (symbol x range x resolution x format).
+4. cache hits: ``--hot`` charts already rendered, requested again and again for ``--hit-s``.
+5. baseline: a matplotlib server (the same aiohttp route and the same data, rendering in a pool
+   of as many processes) serving the same cold PNG and SVG charts.
+
+The machine is shared: other engineers use its two cores at the same time. Progress goes to
+stderr; the results (a markdown table) go to stdout. Run ``python bench/render.py --help``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import io
+import logging
+import multiprocessing
+import os
+import platform
+import resource
+import shlex
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from multiprocessing.connection import Connection
+
+import numpy as np
+import uvloop
+from aiohttp import web
+
+from render.charts import THEMES, C, Floats, H, L, O, T, hex_colour
+from render.service import RenderConfig
+from render.spec import DEFAULT_RES, RANGES_MS, ChartSpec, SpecError, parse_chart
+from stream.contract import Candle, SymbolState, Tick
+from stream.contract.resolutions import RESOLUTIONS
+from stream.store.sqlite import SqliteStore
+from web.api import json_errors
+from web.app import make_render_app
+
+log = logging.getLogger("bench.render")
+
+NOW_MS = 1_795_244_930_000
+RANGES = list(RANGES_MS)
+
+
+def symbols(n: int) -> list[str]:
+    return [f"M{i:03d}-USD" for i in range(n)]
+
+
+def series(symbol: str, res: str, n: int) -> list[Candle]:
+    """A deterministic random walk of ``n`` candles ending at ``NOW_MS``, with a gap."""
+    step = RESOLUTIONS[res]
+    rng = np.random.default_rng(abs(hash((symbol, res))) % 2**32)
+    close = 2_000 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+    start = NOW_MS - NOW_MS % step - (n - 1) * step
+    out = []
+    prev = close[0]
+    for i in range(n):
+        if n // 2 <= i < n // 2 + n // 20:  # a feed outage
+            continue
+        c = float(close[i])
+        hi = max(prev, c) * (1 + abs(rng.normal(0, 0.0007)))
+        lo = min(prev, c) * (1 - abs(rng.normal(0, 0.0007)))
+        t = start + i * step
+        out.append(
+            Candle(symbol, res, t, t + step, prev, hi, lo, c, 10, t, t + step - 1, i < n - 1)
+        )
+        prev = c
+    return out
+
+
+async def fill_store(path: Path, names: list[str]) -> int:
+    store = await SqliteStore.open(path)
+    count = 0
+    try:
+        for name in names:
+            candles: list[Candle] = []
+            for res in sorted(set(DEFAULT_RES.values())):
+                span = max(RANGES_MS[r] for r, d in DEFAULT_RES.items() if d == res)
+                candles += series(name, res, span // RESOLUTIONS[res])
+            price = candles[-1].close
+            tick = Tick(name, "bench", price - 0.2, price + 0.2, price, NOW_MS, NOW_MS)
+            await store.write(candles, [SymbolState(name, tick, NOW_MS, -1, {}, [])])
+            count += len(candles)
+    finally:
+        await store.close()
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
+# The servers
+
+
+def serve_pricestream(db: Path, cache_dir: Path, workers: int, conn: Connection) -> None:
+    async def main() -> None:
+        store = await SqliteStore.open(db)
+        config = RenderConfig(
+            chart_workers=workers, text_workers=1, cache_dir=cache_dir, chart_queue=2_048
+        )
+        await _serve(make_render_app(store=store, render=config), conn)
+        await store.close()
+
+    uvloop.run(main())
+
+
+_MPL_FIG: object = None
+
+
+def mpl_render(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
+    """The same chart with matplotlib (figure reused per process, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    global _MPL_FIG
+    th = THEMES[spec.theme]
+    dpi = 100
+    if _MPL_FIG is None:
+        _MPL_FIG = plt.figure(dpi=dpi)
+    fig = _MPL_FIG
+    fig.clear()  # type: ignore[attr-defined]
+    fig.set_size_inches(spec.width_px / dpi, spec.height_px / dpi)  # type: ignore[attr-defined]
+    bg, fg = hex_colour(th.bg), hex_colour(th.text)
+    fig.set_facecolor(bg)  # type: ignore[attr-defined]
+    ax = fig.add_subplot(1, 1, 1)  # type: ignore[attr-defined]
+    ax.set_facecolor(bg)
+    x = (
+        mdates.epoch2num(rows[:, T] / 1000)
+        if hasattr(mdates, "epoch2num")
+        else (rows[:, T] / 86_400_000.0)
+    )
+    if spec.kind == "candles":
+        width = RESOLUTIONS[spec.res] / 86_400_000 * 0.7
+        up = rows[:, C] >= rows[:, O]
+        for mask, colour in ((up, th.up), (~up, th.down)):
+            col = hex_colour(colour)
+            ax.vlines(x[mask], rows[mask, L], rows[mask, H], color=col, linewidth=0.8)
+            ax.bar(x[mask], np.abs(rows[mask, C] - rows[mask, O]), width,
+                   np.minimum(rows[mask, O], rows[mask, C]), color=col)  # fmt: skip
+    else:
+        ax.plot(x, rows[:, C], color=hex_colour(th.line), linewidth=1.4)
+        ax.fill_between(x, rows[:, C], rows[:, C].min(), color=hex_colour(th.fill_top))
+    ax.axhline(rows[-1, C], color=hex_colour(th.marker), linestyle=":", linewidth=1)
+    ax.set_title(f"{spec.symbol}  {spec.range} | {spec.res}  {rows[-1, C]:,.2f}", color=fg,
+                 fontsize=10, loc="left")  # fmt: skip
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.yaxis.tick_right()
+    ax.tick_params(colors=fg, labelsize=8)
+    ax.grid(color=hex_colour(th.grid), linewidth=0.8)
+    for spine in ax.spines.values():
+        spine.set_color(hex_colour(th.axis))
+    fig.tight_layout(pad=0.4)  # type: ignore[attr-defined]
+    out = io.BytesIO()
+    fig.savefig(out, format=spec.fmt, facecolor=bg)  # type: ignore[attr-defined]
+    return out.getvalue()
+
+
+def serve_matplotlib(db: Path, workers: int, conn: Connection) -> None:
+    async def main() -> None:
+        store = await SqliteStore.open(db)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        data: dict[tuple[str, str], Floats] = {}
+
+        async def chart(request: web.Request) -> web.Response:
+            try:
+                spec = parse_chart(
+                    request.match_info["symbol"], request.match_info["fmt"], request.query
+                )
+            except SpecError as exc:
+                raise web.HTTPBadRequest(text=str(exc)) from exc
+            rows = data.get((spec.symbol, spec.range))
+            if rows is None:
+                candles = await store.candles(
+                    spec.symbol, spec.res, start_ms=NOW_MS - RANGES_MS[spec.range],
+                    end_ms=NOW_MS + 1, limit=10_000,
+                )  # fmt: skip
+                rows = np.array([(c.start_ms, c.open, c.high, c.low, c.close) for c in candles])
+                data[(spec.symbol, spec.range)] = rows
+            loop = asyncio.get_running_loop()
+            body = await loop.run_in_executor(pool, mpl_render, spec, rows, NOW_MS)
+            ctype = "image/png" if spec.fmt == "png" else "image/svg+xml"
+            return web.Response(body=body, content_type=ctype)
+
+        app = web.Application(middlewares=[json_errors])
+        app.router.add_get("/charts/{symbol}.{fmt}", chart)
+        # warm the workers (imports) before the clock starts
+        warm = ChartSpec("M000-USD", "1d", "5m", "png")
+        warm_rows = np.array([[NOW_MS - 60_000, 1, 2, 0.5, 1.5], [NOW_MS, 1.5, 2, 1, 1.2]])
+        await asyncio.gather(
+            *(asyncio.get_running_loop().run_in_executor(pool, mpl_render, warm, warm_rows,
+                                                         NOW_MS) for _ in range(workers * 2))
+        )  # fmt: skip
+        await _serve(app, conn)
+        pool.shutdown()
+        await store.close()
+
+    uvloop.run(main())
+
+
+async def _serve(app: web.Application, conn: Connection) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    conn.send(port)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, conn.recv)  # until told to stop
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    await runner.cleanup()
+    conn.send((usage.ru_utime + usage.ru_stime, children.ru_utime + children.ru_stime))
+
+
+# ---------------------------------------------------------------------------------------------
+# The load generator
+
+
+@dataclass
+class Load:
+    ok: int = 0
+    busy: int = 0
+    other: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
+    bytes: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def p(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+async def _drive(
+    port: int, paths: Sequence[str], *, connections: int, duration_s: float, repeat: bool
+) -> Load:
+    load = Load()
+    index = 0
+    requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
+    deadline = time.perf_counter() + duration_s
+
+    async def one() -> None:
+        nonlocal index
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                if index >= len(requests):
+                    if not repeat:
+                        return
+                    index = 0
+                req = requests[index]
+                index += 1
+                t0 = time.perf_counter()
+                writer.write(req)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+                load.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                load.bytes += len(body)
+                if status == 200:
+                    load.ok += 1
+                elif status == 503:
+                    load.busy += 1
+                else:
+                    load.other += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    await asyncio.gather(*(one() for _ in range(connections)))
+    load.seconds = time.perf_counter() - t0
+    load.client_cpu_s = time.process_time() - cpu0
+    return load
+
+
+def client(port: int, paths: list[str], connections: int, duration_s: float, repeat: bool,
+           conn: Connection) -> None:  # fmt: skip
+    conn.send(uvloop.run(_drive(port, paths, connections=connections, duration_s=duration_s,
+                                repeat=repeat)))  # fmt: skip
+
+
+def run_load(port: int, paths: list[str], *, connections: int, duration_s: float,
+             repeat: bool = False) -> Load:  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=client, args=(port, paths, connections, duration_s, repeat, child))
+    proc.start()
+    load: Load = parent.recv()
+    proc.join()
+    return load
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def chart_paths(names: list[str], fmt: str, count: int, *, salt: int = 0) -> list[str]:
+    """``count`` distinct charts about 600x300, mixing symbols, ranges, types and themes."""
+    out = []
+    for i in range(count):
+        name = names[i % len(names)]
+        rng = RANGES[(i // len(names)) % len(RANGES)]
+        rest = i // (len(names) * len(RANGES))
+        kind = ("area", "candles")[rest % 2]
+        theme = ("light", "dark")[(rest // 2) % 2]
+        w = 500 + (rest // 4 + salt) % 300
+        out.append(f"/charts/{name}.{fmt}?range={rng}&type={kind}&theme={theme}&w={w}&h=300")
+    return out
+
+
+def snapshot_paths(names: list[str]) -> list[str]:
+    out = []
+    for fmt in ("json", "csv", "txt"):
+        for name in names:
+            for rng in RANGES:
+                out.append(f"/snapshots/{name}.{fmt}?range={rng}&res={DEFAULT_RES[rng]}")
+    return out
+
+
+def start(target: object, *args: object) -> tuple[multiprocessing.process.BaseProcess, Connection,
+                                                   int]:  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, child))
+    proc.start()
+    port = parent.recv()
+    return proc, parent, port
+
+
+def stop(proc: multiprocessing.process.BaseProcess, conn: Connection) -> tuple[float, float]:
+    conn.send("stop")
+    cpu: tuple[float, float] = conn.recv()
+    proc.join(30)
+    return cpu
+
+
+def row(name: str, load: Load, note: str = "") -> str:
+    return (
+        f"| {name} | {load.ok:,} | {load.rate:,.0f} | {load.p(50):.1f} | {load.p(99):.1f} | "
+        f"{load.busy + load.other} | {note} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--symbols", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="render processes per pool")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--cold", type=int, default=12_000, help="distinct charts per format")
+    parser.add_argument("--baseline", type=int, default=600, help="charts for matplotlib")
+    parser.add_argument("--hot", type=int, default=200, help="distinct charts in the hit phase")
+    parser.add_argument("--hit-s", type=float, default=8.0)
+    parser.add_argument("--max-s", type=float, default=60.0, help="time bound of each phase")
+    opts = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+
+    names = symbols(opts.symbols)
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
+        db = Path(tmp) / "bench.db"
+        n = asyncio.run(fill_store(db, names))
+        log.info("store: %d candles of %d symbols", n, len(names))
+        lines = []
+        proc, conn, port = start(serve_pricestream, db, Path(tmp) / "cache", opts.workers)
+        try:
+            log.info("pricestream render role on port %d", port)
+            run_load(port, chart_paths(names, "png", 64, salt=999), connections=8, duration_s=10)
+            results: dict[str, Load] = {}
+            for fmt in ("png", "svg"):
+                log.info("cold %s ...", fmt)
+                results[fmt] = run_load(port, chart_paths(names, fmt, opts.cold),
+                                        connections=opts.connections, duration_s=opts.max_s)  # fmt: skip
+            log.info("cold snapshots ...")
+            results["snap"] = run_load(port, snapshot_paths(names), connections=opts.connections,
+                                       duration_s=opts.max_s)  # fmt: skip
+            hot = chart_paths(names, "png", opts.hot, salt=500)
+            run_load(port, hot, connections=8, duration_s=opts.max_s)
+            log.info("cache hits ...")
+            results["hit"] = run_load(port, hot, connections=opts.connections,
+                                      duration_s=opts.hit_s, repeat=True)  # fmt: skip
+        finally:
+            server_cpu = stop(proc, conn)
+        proc, conn, port = start(serve_matplotlib, db, opts.workers)
+        try:
+            log.info("matplotlib baseline on port %d", port)
+            base = {}
+            for fmt in ("png", "svg"):
+                log.info("matplotlib cold %s ...", fmt)
+                base[fmt] = run_load(port, chart_paths(names, fmt, opts.baseline),
+                                     connections=opts.connections, duration_s=opts.max_s)  # fmt: skip
+        finally:
+            stop(proc, conn)
+
+    command = "python bench/render.py " + shlex.join(sys.argv[1:])
+    load1 = os.getloadavg()[0]
+    lines.append(f"`{command.strip()}` on {platform.node()} ({os.cpu_count()} cores, "
+                 f"{platform.python_implementation()} {platform.python_version()}, "
+                 f"aiohttp {version('aiohttp')}, numpy {version('numpy')}, "
+                 f"matplotlib {version('matplotlib')}), load average {load1:.2f}, "
+                 "a shared machine.")  # fmt: skip
+    lines.append("")
+    lines.append("| what | requests ok | per second | p50 ms | p99 ms | refused or failed | "
+                 "note |")  # fmt: skip
+    lines.append("|---|---|---|---|---|---|---|")
+    lines.append(row("cold PNG, distinct ~600x300 charts", results["png"],
+                     f"matplotlib: {base['png'].rate:,.0f}/s "
+                     f"({results['png'].rate / max(base['png'].rate, 1e-9):.0f}x)"))  # fmt: skip
+    lines.append(row("cold SVG, distinct", results["svg"],
+                     f"matplotlib: {base['svg'].rate:,.0f}/s "
+                     f"({results['svg'].rate / max(base['svg'].rate, 1e-9):.0f}x)"))  # fmt: skip
+    lines.append(row("cold snapshots (JSON, CSV, TXT)", results["snap"]))
+    lines.append(row(f"cache hits ({opts.hot} PNG charts)", results["hit"]))
+    lines.append(row("baseline: matplotlib PNG, same charts", base["png"]))
+    lines.append(row("baseline: matplotlib SVG, same charts", base["svg"]))
+    lines.append("")
+    total = sum(x.seconds for x in results.values())
+    client_cpu = sum(x.client_cpu_s for x in results.values())
+    lines.append(f"CPU over the pricestream phases ({total:.1f} s wall): web process "
+                 f"{server_cpu[0]:.1f} s, render workers {server_cpu[1]:.1f} s, load client "
+                 f"{client_cpu:.1f} s.")  # fmt: skip
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()
