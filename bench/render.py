@@ -38,7 +38,7 @@ import resource
 import shlex
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -56,6 +56,7 @@ from stream.contract.resolutions import RESOLUTIONS
 from stream.store.sqlite import SqliteStore
 from web.api import json_errors
 from web.app import make_render_app
+from web.keys import RENDERER
 
 log = logging.getLogger("bench.render")
 
@@ -117,7 +118,12 @@ def serve_pricestream(db: Path, cache_dir: Path, workers: int, conn: Connection)
         config = RenderConfig(
             chart_workers=workers, text_workers=1, cache_dir=cache_dir, chart_queue=2_048
         )
-        await _serve(make_render_app(store=store, render=config), conn)
+        app = make_render_app(store=store, render=config)
+
+        def pids() -> list[int]:
+            return app[RENDERER].charts.pids() + app[RENDERER].text.pids()
+
+        await _serve(app, conn, pids)
         await store.close()
 
     uvloop.run(main())
@@ -165,7 +171,7 @@ def mpl_render(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
     ax.axhline(rows[-1, C], color=hex_colour(th.marker), linestyle=":", linewidth=1)
     ax.set_title(f"{spec.symbol}  {spec.range} | {spec.res}  {rows[-1, C]:,.2f}", color=fg,
                  fontsize=10, loc="left")  # fmt: skip
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))  # type: ignore[no-untyped-call]
     ax.yaxis.tick_right()
     ax.tick_params(colors=fg, labelsize=8)
     ax.grid(color=hex_colour(th.grid), linewidth=0.8)
@@ -212,14 +218,20 @@ def serve_matplotlib(db: Path, workers: int, conn: Connection) -> None:
             *(asyncio.get_running_loop().run_in_executor(pool, mpl_render, warm, warm_rows,
                                                          NOW_MS) for _ in range(workers * 2))
         )  # fmt: skip
-        await _serve(app, conn)
+        await _serve(app, conn, lambda: list(pool._processes))
         pool.shutdown()
         await store.close()
 
     uvloop.run(main())
 
 
-async def _serve(app: web.Application, conn: Connection) -> None:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (its render workers are not our children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _serve(app: web.Application, conn: Connection, pids: Callable[[], list[int]]) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -227,11 +239,14 @@ async def _serve(app: web.Application, conn: Connection) -> None:
     port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
     conn.send(port)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, conn.recv)  # until told to stop
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    while True:  # each phase: reset, then report the CPU the server used during it
+        command = await loop.run_in_executor(None, conn.recv)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        workers = sum(cpu_s(pid) for pid in pids())
+        conn.send((usage.ru_utime + usage.ru_stime, workers))
+        if command == "stop":
+            break
     await runner.cleanup()
-    conn.send((usage.ru_utime + usage.ru_stime, children.ru_utime + children.ru_stime))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +261,8 @@ class Load:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     client_cpu_s: float = 0.0
+    web_cpu_s: float = 0.0
+    worker_cpu_s: float = 0.0
     bytes: int = 0
 
     @property
@@ -338,15 +355,15 @@ def chart_paths(names: list[str], fmt: str, count: int, *, salt: int = 0) -> lis
 
 
 def snapshot_paths(names: list[str]) -> list[str]:
-    out = []
-    for fmt in ("json", "csv", "txt"):
-        for name in names:
-            for rng in RANGES:
-                out.append(f"/snapshots/{name}.{fmt}?range={rng}&res={DEFAULT_RES[rng]}")
-    return out
+    return [
+        f"/snapshots/{name}.{fmt}?range={rng}&res={res}"
+        for fmt in ("json", "csv", "txt")
+        for name in names
+        for rng, res in DEFAULT_RES.items()
+    ]
 
 
-def start(target: object, *args: object) -> tuple[multiprocessing.process.BaseProcess, Connection,
+def start(target: Callable[..., None], *args: object) -> tuple[multiprocessing.process.BaseProcess, Connection,
                                                    int]:  # fmt: skip
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -356,18 +373,40 @@ def start(target: object, *args: object) -> tuple[multiprocessing.process.BasePr
     return proc, parent, port
 
 
-def stop(proc: multiprocessing.process.BaseProcess, conn: Connection) -> tuple[float, float]:
-    conn.send("stop")
+def server_cpu(conn: Connection) -> tuple[float, float]:
+    """CPU seconds of the web process and of its render workers so far."""
+    conn.send("cpu")
     cpu: tuple[float, float] = conn.recv()
-    proc.join(30)
     return cpu
 
 
+def stop(proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    conn.send("stop")
+    conn.recv()
+    proc.join(30)
+
+
 def row(name: str, load: Load, note: str = "") -> str:
+    cpu = ""
+    if load.ok:
+        per = [x / load.ok * 1000 for x in (load.web_cpu_s, load.worker_cpu_s, load.client_cpu_s)]
+        cpu = " / ".join(f"{x:.2f}" for x in per)
     return (
-        f"| {name} | {load.ok:,} | {load.rate:,.0f} | {load.p(50):.1f} | {load.p(99):.1f} | "
-        f"{load.busy + load.other} | {note} |"
+        f"| {name} | {load.ok:,} | {load.seconds:.1f} | **{load.rate:,.0f}** | {load.p(50):.1f} | "
+        f"{load.p(99):.1f} | {load.busy + load.other} | {cpu} | {note} |"
     )
+
+
+def phase(
+    conn: Connection, port: int, paths: list[str], *, connections: int, duration_s: float,
+    repeat: bool = False,
+) -> Load:  # fmt: skip
+    """One load phase, with the server's CPU (web process, workers) spent during it."""
+    web0, workers0 = server_cpu(conn)
+    load = run_load(port, paths, connections=connections, duration_s=duration_s, repeat=repeat)
+    web1, workers1 = server_cpu(conn)
+    load.web_cpu_s, load.worker_cpu_s = web1 - web0, workers1 - workers0
+    return load
 
 
 def main() -> None:
@@ -382,70 +421,63 @@ def main() -> None:
     parser.add_argument("--max-s", type=float, default=60.0, help="time bound of each phase")
     opts = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    conns, bound = opts.connections, opts.max_s
 
     names = symbols(opts.symbols)
+    results: dict[str, Load] = {}
+    base: dict[str, Load] = {}
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         db = Path(tmp) / "bench.db"
         n = asyncio.run(fill_store(db, names))
         log.info("store: %d candles of %d symbols", n, len(names))
-        lines = []
         proc, conn, port = start(serve_pricestream, db, Path(tmp) / "cache", opts.workers)
         try:
-            log.info("pricestream render role on port %d", port)
-            run_load(port, chart_paths(names, "png", 64, salt=999), connections=8, duration_s=10)
-            results: dict[str, Load] = {}
+            log.info("pricestream render role on port %d: warming up", port)
+            warm = chart_paths(names, "png", 64, salt=999)
+            run_load(port, warm, connections=8, duration_s=10)
             for fmt in ("png", "svg"):
                 log.info("cold %s ...", fmt)
-                results[fmt] = run_load(port, chart_paths(names, fmt, opts.cold),
-                                        connections=opts.connections, duration_s=opts.max_s)  # fmt: skip
+                paths = chart_paths(names, fmt, opts.cold)
+                results[fmt] = phase(conn, port, paths, connections=conns, duration_s=bound)
             log.info("cold snapshots ...")
-            results["snap"] = run_load(port, snapshot_paths(names), connections=opts.connections,
-                                       duration_s=opts.max_s)  # fmt: skip
+            paths = snapshot_paths(names)
+            results["snap"] = phase(conn, port, paths, connections=conns, duration_s=bound)
             hot = chart_paths(names, "png", opts.hot, salt=500)
-            run_load(port, hot, connections=8, duration_s=opts.max_s)
+            run_load(port, hot, connections=8, duration_s=bound)
             log.info("cache hits ...")
-            results["hit"] = run_load(port, hot, connections=opts.connections,
-                                      duration_s=opts.hit_s, repeat=True)  # fmt: skip
+            results["hit"] = phase(
+                conn, port, hot, connections=conns, duration_s=opts.hit_s, repeat=True
+            )
         finally:
-            server_cpu = stop(proc, conn)
+            stop(proc, conn)
         proc, conn, port = start(serve_matplotlib, db, opts.workers)
         try:
-            log.info("matplotlib baseline on port %d", port)
-            base = {}
             for fmt in ("png", "svg"):
                 log.info("matplotlib cold %s ...", fmt)
-                base[fmt] = run_load(port, chart_paths(names, fmt, opts.baseline),
-                                     connections=opts.connections, duration_s=opts.max_s)  # fmt: skip
+                paths = chart_paths(names, fmt, opts.baseline)
+                base[fmt] = phase(conn, port, paths, connections=conns, duration_s=bound)
         finally:
             stop(proc, conn)
 
     command = "python bench/render.py " + shlex.join(sys.argv[1:])
-    load1 = os.getloadavg()[0]
-    lines.append(f"`{command.strip()}` on {platform.node()} ({os.cpu_count()} cores, "
-                 f"{platform.python_implementation()} {platform.python_version()}, "
-                 f"aiohttp {version('aiohttp')}, numpy {version('numpy')}, "
-                 f"matplotlib {version('matplotlib')}), load average {load1:.2f}, "
-                 "a shared machine.")  # fmt: skip
-    lines.append("")
-    lines.append("| what | requests ok | per second | p50 ms | p99 ms | refused or failed | "
-                 "note |")  # fmt: skip
-    lines.append("|---|---|---|---|---|---|---|")
-    lines.append(row("cold PNG, distinct ~600x300 charts", results["png"],
-                     f"matplotlib: {base['png'].rate:,.0f}/s "
-                     f"({results['png'].rate / max(base['png'].rate, 1e-9):.0f}x)"))  # fmt: skip
-    lines.append(row("cold SVG, distinct", results["svg"],
-                     f"matplotlib: {base['svg'].rate:,.0f}/s "
-                     f"({results['svg'].rate / max(base['svg'].rate, 1e-9):.0f}x)"))  # fmt: skip
-    lines.append(row("cold snapshots (JSON, CSV, TXT)", results["snap"]))
-    lines.append(row(f"cache hits ({opts.hot} PNG charts)", results["hit"]))
-    lines.append(row("baseline: matplotlib PNG, same charts", base["png"]))
-    lines.append(row("baseline: matplotlib SVG, same charts", base["svg"]))
-    lines.append("")
-    total = sum(x.seconds for x in results.values())
-    client_cpu = sum(x.client_cpu_s for x in results.values())
-    lines.append(f"CPU over the pricestream phases ({total:.1f} s wall): web process "
-                 f"{server_cpu[0]:.1f} s, render workers {server_cpu[1]:.1f} s, load client "
-                 f"{client_cpu:.1f} s.")  # fmt: skip
+    lines = [
+        f"`{command.strip()}` on {platform.node()} ({os.cpu_count()} cores, "
+        f"{platform.python_implementation()} {platform.python_version()}, aiohttp "
+        f"{version('aiohttp')}, numpy {version('numpy')}, matplotlib {version('matplotlib')}), "
+        f"{opts.workers} render workers, {conns} connections; load average at the end "
+        f"{os.getloadavg()[0]:.2f} (a shared machine).",
+        "",
+        "| what | ok | s | per second | p50 ms | p99 ms | refused/failed | CPU ms per "
+        "request: web / workers / client | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fmt in ("png", "svg"):
+        ratio = results[fmt].rate / max(base[fmt].rate, 1e-9)
+        lines.append(row(f"cold {fmt.upper()}, distinct charts ~600x300", results[fmt],
+                         f"{ratio:.0f}x matplotlib"))  # fmt: skip
+    lines.append(row("cold snapshots, distinct (JSON, CSV, TXT)", results["snap"]))
+    lines.append(row(f"cache hits ({opts.hot} PNG charts, repeated)", results["hit"]))
+    lines += [row(f"baseline: matplotlib {f.upper()}, the same charts", base[f]) for f in base]
     print("\n".join(lines), flush=True)
 
 

@@ -69,6 +69,7 @@ class Render:
     memory_bytes: int = 256 * 1024 * 1024
     cache_dir: str = ""  # "" is <data_dir>/render-cache; "none" keeps no files
     disk_max_age_s: int = 86_400
+    disk_min_fresh_ms: int = 30_000
     pregenerate: str = ""  # comma-separated: "XAU-USD.png?range=1d, snapshots/XAU-USD.csv"
     pregenerate_interval_ms: int = 1_000
 
@@ -228,6 +229,7 @@ def render_config(settings: Settings) -> RenderConfig | None:
         memory_bytes=r.memory_bytes,
         cache_dir=cache_dir,
         disk_max_age_s=r.disk_max_age_s,
+        disk_min_fresh_ms=r.disk_min_fresh_ms,
         pregenerate=r.pregenerate_paths,
         pregenerate_interval_ms=r.pregenerate_interval_ms,
     )

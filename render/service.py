@@ -11,10 +11,13 @@ This is the I/O shell around the pure drawing code. A request is served like thi
    ``If-None-Match`` is answered 304 without rendering.
 3. The memory cache (LRU bounded in bytes) answers; otherwise identical concurrent requests
    share one render (single flight). The candles of ``(symbol, res, range, version)`` are read
-   once and shared by every chart of them (sizes, themes, formats).
+   once and shared by every chart of them (sizes, themes, formats), and sent to each worker
+   once.
 4. The job goes to the chart pool (PNG, SVG, plotly JSON) or the text pool (snapshots): two
-   pools, so a flood of one cannot starve the other. The worker looks in the shared cache
-   directory first and writes what it renders there.
+   pools, so a flood of one cannot starve the other. For ranges that stay fresh at least
+   ``disk_min_fresh_ms`` (1w and longer by default) the worker looks in the shared cache
+   directory first and writes what it renders there (measured: a file costs the worker
+   0.05-0.3 ms, as much as an SVG, so short-lived 1h/1d charts stay in memory only).
 
 Errors: ``NoData`` (a ``LookupError``: the symbol has no prices) and the pool's errors.
 """
@@ -67,6 +70,9 @@ class RenderConfig:
     memory_bytes: int = 256 * 1024 * 1024
     cache_dir: Path | None = None
     disk_max_age_s: int = 86_400
+    #: Ranges whose charts stay fresh at least this long are shared through the directory;
+    #: a 1h chart (fresh for 1 s) would be a new file every second that no other node reads.
+    disk_min_fresh_ms: int = 30_000
     pregenerate: tuple[str, ...] = ()
     pregenerate_interval_ms: int = 1_000
 
@@ -218,12 +224,13 @@ class Renderer:
     async def _render(self, spec: Spec, state: SymbolState, etag: str) -> bytes:
         rows = await self._rows(spec, state.watermark_ms)
         data_key = (spec.symbol, spec.res, spec.range, state.watermark_ms)
-        name = f"{etag.strip(chr(34))}.{spec.fmt}" if self.config.cache_dir else None
+        shared = self.config.cache_dir and FRESH_MS[spec.range] >= self.config.disk_min_fresh_ms
+        name = f"{etag.strip(chr(34))}.{spec.fmt}" if shared else None
         if isinstance(spec, ChartSpec):
-            job = ("chart", spec, None, state.watermark_ms, name)
-            return await self.charts.render(job, data_key=data_key, data=rows)
-        job = ("snapshot", spec, state.latest, state.watermark_ms, name)
-        return await self.text.render(job, data_key=data_key, data=rows)
+            chart_job = ("chart", spec, None, state.watermark_ms, name)
+            return await self.charts.render(chart_job, data_key=data_key, data=rows)
+        text_job = ("snapshot", spec, state.latest, state.watermark_ms, name)
+        return await self.text.render(text_job, data_key=data_key, data=rows)
 
     async def _state(self, symbol: str, fresh_ms: int) -> SymbolState:
         now = time.monotonic()

@@ -114,7 +114,7 @@ def test_a_gap_breaks_the_line() -> None:
     root = ET.fromstring(svg)
     paths = [p.get("d") or "" for p in root.iter("{http://www.w3.org/2000/svg}path")]
     line = next(d for p, d in zip(root.iter("{http://www.w3.org/2000/svg}path"), paths, strict=True)
-                if p.get("fill") == "none" and p.get("stroke-width") == "1.6")  # fmt: skip
+                if p.get("fill") == "none" and p.get("stroke-width") == "16")  # fmt: skip
     assert line.count("M") == 2
     pixels = _decode(render_png(ChartSpec("XAU-USD", "1d", "1m", "png"), rows, END_MS))
     blue = np.all(pixels == np.array(THEMES["light"].line), axis=2).sum(axis=0)

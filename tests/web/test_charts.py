@@ -293,12 +293,16 @@ async def test_a_render_over_its_timeout_gets_504_and_a_new_worker(tmp_path: Pat
 async def test_the_cache_directory_is_shared_between_nodes(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     config = RenderConfig(chart_workers=1, text_workers=1, cache_dir=shared)
-    path = f"/charts/{SYMBOL}.svg?range=1d&res=1m"
+    path = f"/charts/{SYMBOL}.svg?range=1w&res=1m"
     async with render_server(tmp_path / "a", config) as (srv, _):
         _, headers, body = await fetch(srv, path)
     name = headers["ETag"].strip('"') + ".svg"
     assert (shared / name).read_bytes() == body
     assert not [p for p in shared.iterdir() if p.name.startswith(".tmp")]
+    # A 1h chart is fresh for one second: not worth a file.
+    async with render_server(tmp_path / "c", config) as (srv, _):
+        _, headers1h, _ = await fetch(srv, f"/charts/{SYMBOL}.svg?range=1h")
+    assert not (shared / (headers1h["ETag"].strip('"') + ".svg")).exists()
     # Another node with the same data finds the file instead of rendering its own.
     (shared / name).write_bytes(b"<svg>from the other node</svg>")
     async with render_server(tmp_path / "b", config) as (srv, _):
