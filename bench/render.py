@@ -363,8 +363,10 @@ def snapshot_paths(names: list[str]) -> list[str]:
     ]
 
 
-def start(target: Callable[..., None], *args: object) -> tuple[multiprocessing.process.BaseProcess, Connection,
-                                                   int]:  # fmt: skip
+Server = tuple[multiprocessing.process.BaseProcess, Connection, int]
+
+
+def start(target: Callable[..., None], *args: object) -> Server:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=target, args=(*args, child))

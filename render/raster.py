@@ -3,8 +3,9 @@
 Charts are drawn straight into a ``uint8`` array of palette indices with numpy and encoded as an
 8-bit palette PNG, deflated by ISA-L (``isal``) at level 1: measured several times cheaper
 than drawing with Pillow or cairo and encoding RGB (see BENCHMARKS.md). Glyphs are rasterised
-once per process by Pillow's FreeType binding; text is blended onto its background through palette ramps (8
-coverage levels per text colour), which is exact because chart text never overlaps other ink.
+once per process by Pillow's FreeType binding; text is blended onto its background through
+palette ramps (8 coverage levels per text colour), exact because chart text never overlaps other
+ink.
 """
 
 from __future__ import annotations
