@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -52,6 +52,10 @@ from render.spec import (
 from stream.contract import RESOLUTIONS, Store, SymbolState
 
 log = logging.getLogger(__name__)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class NoData(LookupError):
@@ -123,6 +127,22 @@ class ByteLRU:
         return len(self._items)
 
 
+class BoundedMap(Generic[K, V]):
+    """A dict that forgets its least recently added entries past ``max_items``."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._items: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        if len(self._items) > self.max_items:
+            del self._items[next(iter(self._items))]
+
+
 def candle_rows(candles: list[object]) -> Floats:
     """Candles as the float64 ``(n, 5)`` array the drawing code takes."""
     return np.array(
@@ -146,6 +166,8 @@ class Renderer:
         self._flight: dict[str, asyncio.Future[bytes]] = {}
         self.pregenerate = [parse_path(p) for p in config.pregenerate]
         self._tasks: list[asyncio.Task[None]] = []
+        #: Parsed requests by their URL parts, for the HTTP layer: a URL is parsed once.
+        self.parsed: BoundedMap[tuple[str, str, str, str], Spec] = BoundedMap(20_000)
 
     def _pool(self, name: str, workers: int, max_queue: int) -> Pool:
         c = self.config
@@ -309,10 +331,6 @@ def _sweep(directory: Path, max_age_s: int) -> int:
 
 def _etag(key: str) -> str:
     return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
-
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 async def _single(

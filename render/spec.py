@@ -7,6 +7,7 @@ mean the same chart normalise to the same spec, so they share one cache entry.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -141,6 +142,7 @@ def _common(
     return symbol, rng, res
 
 
+@functools.cache
 def allowed_resolutions(rng: str) -> tuple[str, ...]:
     """Resolutions that give at least two and at most ``MAX_CANDLES`` candles over ``rng``."""
     span = RANGES_MS[rng]

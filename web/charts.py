@@ -7,7 +7,7 @@ render-only app for a separate render role behind the same URL paths.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
@@ -34,23 +34,29 @@ def install(app: web.Application, *, store: Store, config: RenderConfig) -> None
 
 
 async def chart(request: web.Request) -> web.Response:
-    try:
-        spec: Spec = parse_chart(
-            request.match_info["symbol"], request.match_info["fmt"], request.query
-        )
-    except SpecError as exc:
-        raise BadRequest(str(exc)) from exc
-    return await _serve(request, spec)
+    return await _serve(request, _spec(request, parse_chart))
 
 
 async def snapshot(request: web.Request) -> web.Response:
-    try:
-        spec: Spec = parse_snapshot(
-            request.match_info["symbol"], request.match_info["fmt"], request.query
-        )
-    except SpecError as exc:
-        raise BadRequest(str(exc)) from exc
-    return await _serve(request, spec)
+    return await _serve(request, _spec(request, parse_snapshot))
+
+
+Parser = Callable[[str, str, Mapping[str, str]], Spec]
+
+
+def _spec(request: web.Request, parse: Parser) -> Spec:
+    """The request's spec; the same URL is parsed once (clients repeat a few URLs constantly)."""
+    info = request.match_info
+    parsed = request.app[RENDERER].parsed
+    key = (parse.__name__, info["symbol"], info["fmt"], request.query_string)
+    spec = parsed.get(key)
+    if spec is None:
+        try:
+            spec = parse(info["symbol"], info["fmt"], request.query)
+        except SpecError as exc:
+            raise BadRequest(str(exc)) from exc
+        parsed.put(key, spec)
+    return spec
 
 
 async def _serve(request: web.Request, spec: Spec) -> web.Response:
