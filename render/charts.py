@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from render.raster import Font, Palette, Pixels, draw_text, encode_png, font
+from render.raster import Font, Palette, Pixels, canvas, draw_text, encode_png, font
 from render.spec import RANGES_MS, ChartSpec
 from stream.contract import RESOLUTIONS
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
@@ -361,7 +361,7 @@ def render_png(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
     f, ft = font(11), font(13)
     lay = layout(spec, rows, as_of_ms, f, ft)
     ink = inks(spec.theme)
-    img = np.full((spec.height_px, spec.width_px), ink.bg, np.uint8)
+    scanlines, img = canvas(spec.width_px, spec.height_px, ink.bg)
     x0, x1, y0, y1 = lay.x0, lay.x1, lay.y0, lay.y1
     for p, _ in lay.price_ticks:
         img[round(float(lay.y(p))), x0:x1] = ink.grid
@@ -396,7 +396,7 @@ def render_png(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
     if lay.change:
         x += 14 + draw_text(img, lay.last_label, x + 14, 6, ink.title, ft)
         draw_text(img, lay.change, x + 10, 6, ink.up_text if lay.rising else ink.down_text, ft)
-    return encode_png(img, ink.palette)
+    return encode_png(scanlines, ink.palette)
 
 
 def _png_area(
@@ -430,14 +430,13 @@ def _png_area(
     top = np.fmin(np.fmin(at_edges[:-1], at_edges[1:]), cmin)
     bot = np.fmax(np.fmax(at_edges[:-1], at_edges[1:]), cmax)
     valid = ~np.isnan(top)
-    top = np.where(valid, np.floor(top - 0.6), ph + 1).astype(np.int32)
-    bot = np.where(valid, np.ceil(bot + 0.6), ph + 1).astype(np.int32)
-    r = np.arange(ph, dtype=np.int32)[:, None]
-    shade = (ink.fill + r * FILL_SHADES // ph).astype(np.uint8)
-    line = (r >= top) & (r <= bot)
-    fill = (r > bot) & valid
-    np.copyto(plot, shade, where=fill)
-    plot[line] = ink.line
+    top = np.where(valid, np.floor(top - 0.6), ph + 1).astype(np.int16)
+    bot = np.where(valid, np.ceil(bot + 0.6), ph).astype(np.int16)  # no fill where invalid
+    r = np.arange(ph, dtype=np.int16)[:, None]
+    shade = (ink.fill + np.arange(ph) * FILL_SHADES // ph).astype(np.uint8)[:, None]
+    below = r > bot
+    np.copyto(plot, shade, where=below)
+    np.copyto(plot, np.uint8(ink.line), where=~below & (r >= top))
 
 
 def _png_candles(plot: Pixels, spec: ChartSpec, rows: Floats, lay: Layout, ink: Inks) -> None:
@@ -461,14 +460,16 @@ def _png_candles(plot: Pixels, spec: ChartSpec, rows: Floats, lay: Layout, ink: 
     d = np.abs(col - np.rint(cx[j]))
     body_col = d <= half
     wick_col = d < 0.5
-    bt = np.rint(np.minimum(yo, yc))[j].astype(np.int32)
-    bb = np.maximum(np.rint(np.maximum(yo, yc))[j].astype(np.int32), bt)
-    wt = np.rint(yh)[j].astype(np.int32)
-    wb = np.rint(yl)[j].astype(np.int32)
+    bt = np.rint(np.minimum(yo, yc))[j].astype(np.int16)
+    bb = np.maximum(np.rint(np.maximum(yo, yc))[j].astype(np.int16), bt)
+    wt = np.rint(yh)[j].astype(np.int16)
+    wb = np.rint(yl)[j].astype(np.int16)
+    # One interval per column: the wick (which spans the body) or the body or nothing.
+    lo = np.where(wick_col, wt, np.where(body_col, bt, ph))
+    hi = np.where(wick_col, wb, np.where(body_col, bb, -1))
     colour = np.where(rows[:, C] >= rows[:, O], ink.up, ink.down).astype(np.uint8)[j]
-    r = np.arange(ph, dtype=np.int32)[:, None]
-    mask = ((r >= bt) & (r <= bb) & body_col) | ((r >= wt) & (r <= wb) & wick_col)
-    np.copyto(plot, np.broadcast_to(colour, plot.shape), where=mask)
+    r = np.arange(ph, dtype=np.int16)[:, None]
+    np.copyto(plot, colour, where=(r >= lo) & (r <= hi))
 
 
 # ---------------------------------------------------------------------------------------------

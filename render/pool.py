@@ -1,8 +1,9 @@
 """A pool of render worker processes with a bounded queue, batching and a per-batch timeout.
 
 Exceptions: ``PoolError`` is the base; ``Busy`` (the queue is full: answer 503 with
-Retry-After), ``RenderFailed`` (the worker died, or the render raised) and its subclass
-``RenderTimeout`` (the worker took longer than ``timeout_ms`` and was killed).
+Retry-After), ``RenderFailed`` (the render raised) and its subclasses ``WorkerDied`` (the
+worker holding the request died) and ``RenderTimeout`` (the worker took longer than
+``timeout_ms`` and was killed).
 
 The event loop never blocks on a worker: it talks to each over a socket pair with asyncio
 streams (the framing of ``multiprocessing.Connection``, which the worker uses).
@@ -49,6 +50,10 @@ class Busy(PoolError):
 
 class RenderFailed(PoolError):
     """The render raised, or its worker died."""
+
+
+class WorkerDied(RenderFailed):
+    """The worker holding the request died; it is being replaced, so asking again may work."""
 
 
 class RenderTimeout(RenderFailed):
@@ -241,7 +246,7 @@ class Pool:
         except (asyncio.IncompleteReadError, ConnectionError, RenderFailed) as exc:
             await asyncio.to_thread(w.process.join, 1)
             code = w.process.exitcode
-            self._retire(w, RenderFailed(f"render worker {w.process.pid} died (exit {code})"))
+            self._retire(w, WorkerDied(f"render worker {w.process.pid} died (exit {code})"))
             log.debug("render worker %s: %r", w.process.pid, exc)
 
     def _on_results(self, w: _Worker, message: bytes) -> None:

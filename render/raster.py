@@ -114,21 +114,30 @@ def draw_text(
     return int(w)
 
 
-def encode_png(img: Pixels, palette: Palette, *, level: int = 1) -> bytes:
-    """An 8-bit palette PNG of ``img`` (rows of palette indices), filter None, deflate ``level``.
+def canvas(width_px: int, height_px: int, fill: int) -> tuple[Pixels, Pixels]:
+    """``(rows, img)``: PNG scanlines with their filter byte (0: None) and a view of the pixels.
+
+    Drawing into ``img`` fills ``rows``, which ``encode_png`` compresses without a copy.
+    """
+    rows = np.full((height_px, width_px + 1), fill, np.uint8)
+    rows[:, 0] = 0
+    return rows, rows[:, 1:]
+
+
+def encode_png(rows: Pixels, palette: Palette, *, level: int = 1) -> bytes:
+    """An 8-bit palette PNG of ``rows`` (from ``canvas``), deflated at ``level``.
 
     ISA-L's deflate levels are 0..3; its stream is standard zlib, as PNG requires.
     """
-    h, w = img.shape
-    raw = np.zeros((h, w + 1), np.uint8)  # each row starts with its filter byte (0: None)
-    raw[:, 1:] = img
+    h, w = rows.shape[0], rows.shape[1] - 1
+    raw = rows
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)
     return b"".join(
         (
             b"\x89PNG\r\n\x1a\n",
             _chunk(b"IHDR", ihdr),
             _chunk(b"PLTE", palette.plte()),
-            _chunk(b"IDAT", isal_zlib.compress(raw.tobytes(), level)),
+            _chunk(b"IDAT", isal_zlib.compress(raw.data, level)),
             _chunk(b"IEND", b""),
         )
     )

@@ -7,17 +7,20 @@ render-only app for a separate render role behind the same URL paths.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
-from render.pool import Busy, RenderFailed, RenderTimeout
+from render.pool import Busy, RenderFailed, RenderTimeout, WorkerDied
 from render.service import NoData, RenderConfig, Rendered, Renderer
 from render.spec import FRESH_MS, Spec, SpecError, parse_chart, parse_snapshot
 from stream.contract import Store
 from web import routes
 from web.api import BadRequest, json_response
 from web.keys import RENDERER
+
+log = logging.getLogger(__name__)
 
 
 def install(app: web.Application, *, store: Store, config: RenderConfig) -> None:
@@ -64,7 +67,8 @@ async def _serve(request: web.Request, spec: Spec) -> web.Response:
     try:
         etag, cached = await renderer.prepare(spec)
         if etag in request.headers.get("If-None-Match", ""):
-            return web.Response(status=304, headers=_headers(etag, spec, renderer))
+            max_age = f"public, max-age={FRESH_MS[spec.range] // 1000}"
+            return web.Response(status=304, headers={"ETag": etag, "Cache-Control": max_age})
         rendered = cached or await renderer.render(spec)
     except NoData as exc:
         raise web.HTTPNotFound(text=str(exc)) from exc
@@ -76,20 +80,19 @@ async def _serve(request: web.Request, spec: Spec) -> web.Response:
         )
     except RenderTimeout as exc:
         return json_response({"error": {"status": 504, "message": str(exc)}}, status=504)
-    except RenderFailed as exc:
+    except WorkerDied as exc:
         return json_response(
             {"error": {"status": 503, "message": f"render failed: {exc}"}},
             status=503,
             headers={"Retry-After": "1"},
         )
-    return _response(rendered, spec, renderer)
+    except RenderFailed as exc:
+        log.error("render of %s failed: %s", spec.key, exc)
+        return json_response({"error": {"status": 500, "message": str(exc)}}, status=500)
+    return _response(rendered)
 
 
-def _headers(etag: str, spec: Spec, renderer: Renderer) -> dict[str, str]:
-    return {"ETag": etag, "Cache-Control": f"public, max-age={FRESH_MS[spec.range] // 1000}"}
-
-
-def _response(rendered: Rendered, spec: Spec, renderer: Renderer) -> web.Response:
+def _response(rendered: Rendered) -> web.Response:
     return web.Response(
         body=rendered.body,
         headers={

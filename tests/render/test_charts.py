@@ -21,7 +21,7 @@ from render.charts import (
     render_svg,
     time_ticks,
 )
-from render.raster import Palette, encode_png
+from render.raster import Palette, canvas, encode_png
 from render.spec import ChartSpec
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS
 
@@ -147,7 +147,8 @@ def test_png_encoding_round_trips_palette_indices() -> None:
     palette = Palette()
     for i in range(3):
         palette.add((i * 100, 0, 255 - i * 100))
-    img = (np.arange(40 * 30).reshape(30, 40) % 3).astype(np.uint8)
-    image = Image.open(io.BytesIO(encode_png(img, palette)))
+    rows, img = canvas(40, 30, 0)
+    img[:] = (np.arange(40 * 30).reshape(30, 40) % 3).astype(np.uint8)
+    image = Image.open(io.BytesIO(encode_png(rows, palette)))
     assert image.mode == "P"
     assert np.array_equal(np.asarray(image), img)
