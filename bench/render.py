@@ -62,6 +62,7 @@ from render.charts import (
     hex_colour,
     merge_candles,
     minmax_downsample,
+    render_chart,
 )
 from render.service import RenderConfig
 from render.spec import DEFAULT_RES, RANGES_MS, ChartSpec, SpecError, parse_chart
@@ -126,7 +127,7 @@ async def fill_store(path: Path, names: list[str]) -> int:
 # The servers
 
 
-def serve_pricestream(db: Path, cache_dir: Path, workers: int, conn: Connection) -> None:
+def serve_pricestream(db: Path, cache_dir: Path | None, workers: int, conn: Connection) -> None:
     async def main() -> None:
         store = await SqliteStore.open(db)
         config = RenderConfig(
@@ -431,6 +432,35 @@ def phase(
     return load
 
 
+def per_chart_ms(repeat: int) -> list[str]:
+    """Median ms to draw one 600x300 chart of a day of 5m candles in this process: ours and
+    matplotlib's, for the library choice (no HTTP, no pool)."""
+    rows = np.array(
+        [(c.start_ms, c.open, c.high, c.low, c.close) for c in series("M000-USD", "5m", 288)]
+    )
+    out = ["| one 600x300 chart, one process | area | candles |", "|---|---|---|"]
+    for name, fn, fmt in (
+        ("ours: PNG (numpy + palette + ISA-L deflate)", render_chart, "png"),
+        ("ours: SVG (numpy + %-formatted integers)", render_chart, "svg"),
+        ("ours: plotly figure JSON (dict + orjson)", render_chart, "json"),
+        ("matplotlib PNG (Agg, figure reused)", mpl_render, "png"),
+        ("matplotlib SVG", mpl_render, "svg"),
+    ):
+        cells = []
+        for kind in ("area", "candles"):
+            spec = ChartSpec("M000-USD", "1d", "5m", fmt, 600, 300, kind, "light")
+            fn(spec, rows, NOW_MS)
+            n = repeat if fn is render_chart else max(3, repeat // 50)
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn(spec, rows, NOW_MS)
+                times.append(time.perf_counter() - t0)
+            cells.append(f"{sorted(times)[len(times) // 2] * 1000:.3f} ms")
+        out.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--symbols", type=int, default=32)
@@ -441,6 +471,9 @@ def main() -> None:
     parser.add_argument("--hot", type=int, default=200, help="distinct charts in the hit phase")
     parser.add_argument("--hit-s", type=float, default=8.0)
     parser.add_argument("--max-s", type=float, default=60.0, help="time bound of each phase")
+    parser.add_argument(
+        "--no-disk", action="store_true", help="no shared cache directory (memory cache only)"
+    )
     opts = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     conns, bound = opts.connections, opts.max_s
@@ -452,7 +485,8 @@ def main() -> None:
         db = Path(tmp) / "bench.db"
         n = asyncio.run(fill_store(db, names))
         log.info("store: %d candles of %d symbols", n, len(names))
-        proc, conn, port = start(serve_pricestream, db, Path(tmp) / "cache", opts.workers)
+        cache_dir = None if opts.no_disk else Path(tmp) / "cache"
+        proc, conn, port = start(serve_pricestream, db, cache_dir, opts.workers)
         try:
             log.info("pricestream render role on port %d: warming up", port)
             warm = chart_paths(names, "png", 64, salt=999)
@@ -486,7 +520,8 @@ def main() -> None:
         f"`{command.strip()}` on {platform.node()} ({os.cpu_count()} cores, "
         f"{platform.python_implementation()} {platform.python_version()}, aiohttp "
         f"{version('aiohttp')}, numpy {version('numpy')}, matplotlib {version('matplotlib')}), "
-        f"{opts.workers} render workers, {conns} connections; load average at the end "
+        f"{opts.workers} render workers, {conns} connections, shared cache directory "
+        f"{'off' if opts.no_disk else 'on (ranges 1w and longer)'}; load average at the end "
         f"{os.getloadavg()[0]:.2f} (a shared machine).",
         "",
         "| what | ok | s | per second | p50 ms | p99 ms | refused/failed | CPU ms per "
@@ -500,6 +535,7 @@ def main() -> None:
     lines.append(row("cold snapshots, distinct (JSON, CSV, TXT)", results["snap"]))
     lines.append(row(f"cache hits ({opts.hot} PNG charts, repeated)", results["hit"]))
     lines += [row(f"baseline: matplotlib {f.upper()}, the same charts", base[f]) for f in base]
+    lines += ["", *per_chart_ms(500)]
     print("\n".join(lines), flush=True)
 
 
