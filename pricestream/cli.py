@@ -32,6 +32,7 @@ ROLE_HELP = {
     "ingest": "run the collectors: vendor ticks to the bus",
     "stream": "run a stream worker: ticks to candles in the store and updates on the bus",
     "web": "run a web node: HTTP API, websockets and the live page, fed from the bus",
+    "render": "run a render node: /charts and /snapshots from its own worker processes",
 }
 
 ROLE_EPILOG = """examples:
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     roles = ROLES if args.command == "run" else (args.command,)
     try:
         settings = Settings.load(args.config, os.environ, overrides)
-        if args.command != "run" and settings.bus.kind == "memory":
+        if args.command not in ("run", "render") and settings.bus.kind == "memory":
             raise ConfigError(
                 f"bus.kind is 'memory', which lives inside one process; 'pricestream "
                 f'{args.command}\' needs a shared bus: set [bus] kind = "kafka" (or use '

@@ -4,7 +4,9 @@
 
 - ``ingest``: the collectors, publishing ticks to the bus;
 - ``stream``: a stream worker of the consumer group, the dead-letter archive and retention;
-- ``web``: the HTTP API, websockets and the live page, fed by ``updates`` from the bus.
+- ``web``: the HTTP API, websockets and the live page, fed by ``updates`` from the bus;
+- ``render``: chart images and text snapshots from its own pools of worker processes (inside
+  the web app when both run in one process, on its own behind nginx otherwise).
 
 ``pricestream run`` is all of them on the in-process bus and SQLite; ``pricestream stream``
 and the other role commands are one each, on Kafka and MongoDB. A role without the web one
@@ -28,7 +30,7 @@ from aiohttp import web
 
 from ingest.collector import Publisher, SimulatorCollector, now_ms
 from ingest.simulator import Simulator
-from pricestream.settings import Settings, parse_duration_ms
+from pricestream.settings import Settings, parse_duration_ms, render_config
 from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
 from stream.bus.memory import MemoryBus
 from stream.consumer import StreamWorker
@@ -37,12 +39,12 @@ from stream.deadletters import DeadLetterArchive
 from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
 from stream.windows import Windows
-from web.app import make_app, make_health_app
+from web.app import make_app, make_health_app, make_render_app
 from web.keys import HUB
 
 log = logging.getLogger(__name__)
 
-ROLES = ("ingest", "stream", "web")
+ROLES = ("ingest", "stream", "web", "render")
 PURGE_EVERY_S = 600
 STATUS_EVERY_S = 60
 PRODUCER_FLUSH_EVERY_S = 1.0
@@ -133,7 +135,7 @@ async def run_roles(
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
     async with open_bus(settings) as bus:
-        store = await open_store(settings) if {"stream", "web"} & set(roles) else None
+        store = await open_store(settings) if {"stream", "web", "render"} & set(roles) else None
         try:
             await _serve(settings, tuple(r for r in ROLES if r in roles), bus, store, stop,
                          on_ready)  # fmt: skip
@@ -167,9 +169,13 @@ async def _serve(
             consumer=await bus.consumer(DEADLETTER, group=f"{settings.bus.group}-archive"),
             store=store,
         )
+    render = render_config(settings) if "render" in roles else None
     if "web" in roles:
         assert store is not None
-        app = make_app(store=store, bus=bus)
+        app = make_app(store=store, bus=bus, render=render)
+    elif render is not None:
+        assert store is not None
+        app = make_render_app(store=store, render=render)
     else:
         app = make_health_app(roles=roles, ready=lambda: _ready(worker))
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from render.service import RenderConfig
+from render.spec import parse_path
 from stream.contract import RESOLUTIONS, DailyBoundary
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from stream.store import DEFAULT_RETENTION_MS
@@ -83,6 +85,43 @@ class Simulator:
 
 
 @dataclass(frozen=True, slots=True)
+class Render:
+    enabled: bool = True
+    chart_workers: int = 2
+    text_workers: int = 1
+    chart_queue: int = 512
+    text_queue: int = 256
+    max_batch: int = 16
+    timeout_ms: int = 10_000
+    retry_after_s: int = 1
+    memory_bytes: int = 256 * 1024 * 1024
+    cache_dir: str = ""  # "" is <data_dir>/render-cache; "none" keeps no files
+    disk_max_age_s: int = 86_400
+    disk_min_fresh_ms: int = 30_000
+    pregenerate: str = ""  # comma-separated: "XAU-USD.png?range=1d, snapshots/XAU-USD.csv"
+    pregenerate_interval_ms: int = 1_000
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("render.chart_workers", 1 <= self.chart_workers <= 64, "must be 1..64"),
+            ("render.text_workers", 1 <= self.text_workers <= 64, "must be 1..64"),
+            ("render.chart_queue", 0 <= self.chart_queue <= 100_000, "must be 0..100000"),
+            ("render.text_queue", 0 <= self.text_queue <= 100_000, "must be 0..100000"),
+            ("render.max_batch", 1 <= self.max_batch <= 1_000, "must be 1..1000"),
+            ("render.timeout_ms", 10 <= self.timeout_ms <= 600_000, "must be 10..600000"),
+            ("render.retry_after_s", 1 <= self.retry_after_s <= 3_600, "must be 1..3600"),
+            ("render.memory_bytes", self.memory_bytes >= 0, "must be >= 0"),
+            ("render.disk_max_age_s", self.disk_max_age_s >= 1, "must be >= 1"),
+            ("render.pregenerate_interval_ms", self.pregenerate_interval_ms >= 10,
+             "must be >= 10"),
+        ]  # fmt: skip
+
+    @property
+    def pregenerate_paths(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.pregenerate.split(",") if p.strip())
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     level: str = "info"
     format: str = "text"
@@ -103,6 +142,7 @@ class Settings:
     stream: Stream = field(default_factory=Stream)
     simulator: Simulator = field(default_factory=Simulator)
     log: Log = field(default_factory=Log)
+    render: Render = field(default_factory=Render)
     retention: dict[str, str] = field(default_factory=_default_retention)
 
     @property
@@ -213,9 +253,41 @@ class Settings:
              "must be debug, info, warning or error"),
             ("log.format", self.log.format in ("text", "json"), "must be text or json"),
         ]  # fmt: skip
+        checks += self.render.checks()
+        for path in self.render.pregenerate_paths:
+            try:
+                parse_path(path)
+            except ValueError as exc:
+                raise ConfigError(f"render.pregenerate: {path!r}: {exc}") from exc
         for key, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"{key} {rule}")
+
+
+def render_config(settings: Settings) -> RenderConfig | None:
+    """The render pool's configuration, or None when ``render.enabled`` is off."""
+    r = settings.render
+    if not r.enabled:
+        return None
+    if r.cache_dir.lower() == "none":
+        cache_dir = None
+    else:
+        cache_dir = Path(r.cache_dir) if r.cache_dir else settings.storage.data_dir / "render-cache"
+    return RenderConfig(
+        chart_workers=r.chart_workers,
+        text_workers=r.text_workers,
+        chart_queue=r.chart_queue,
+        text_queue=r.text_queue,
+        max_batch=r.max_batch,
+        timeout_ms=r.timeout_ms,
+        retry_after_s=r.retry_after_s,
+        memory_bytes=r.memory_bytes,
+        cache_dir=cache_dir,
+        disk_max_age_s=r.disk_max_age_s,
+        disk_min_fresh_ms=r.disk_min_fresh_ms,
+        pregenerate=r.pregenerate_paths,
+        pregenerate_interval_ms=r.pregenerate_interval_ms,
+    )
 
 
 _UNITS = {"ms": 1, "s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}

@@ -34,7 +34,7 @@ def test_every_role_is_a_service_with_health_checks_and_restarts(compose: dict[s
         assert services[name]["restart"] == "unless-stopped", name
     assert services["stream"]["deploy"]["replicas"] == 2
     assert services["web"]["deploy"]["replicas"] == 2
-    assert set(compose["volumes"]) == {"kafka-data", "mongo-data"}
+    assert set(compose["volumes"]) == {"kafka-data", "mongo-data", "render-cache"}
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -47,6 +47,8 @@ def test_each_role_service_runs_its_command_on_kafka_and_mongodb(
     environ = {k: str(v) for k, v in service["environment"].items()}
     settings = Settings.load(None, environ)  # raises on any unknown or invalid variable
     assert settings.bus.kind == "kafka"
+    if role == "render":
+        assert str(settings.render.cache_dir) == "/cache"
     assert settings.bus.bootstrap == "kafka:9092"
     assert settings.storage.kind == "mongo"
     assert settings.server.host == "0.0.0.0"
@@ -62,3 +64,5 @@ def test_nginx_balances_web_by_least_connections_and_upgrades_websockets(
     assert "server web:8080" in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
     assert "proxy_buffering off;" in conf
+    assert "server render:8080" in conf
+    assert "location ~ ^/(charts|snapshots)/" in conf

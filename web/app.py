@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import WSCloseCode, web
 
+from render.service import RenderConfig
 from stream.contract import UPDATES, Bus, Store
-from web import routes
+from web import charts, routes
 from web.api import json_errors
 from web.keys import BUS, HUB, NOT_READY, ROLES, STORE
 from web.live import Hub
@@ -18,8 +19,13 @@ from web.live import Hub
 log = logging.getLogger(__name__)
 
 
-def make_app(*, store: Store, bus: Bus, history: int = 500) -> web.Application:
-    """The web role. ``store`` and ``bus`` are opened and closed by the caller."""
+def make_app(
+    *, store: Store, bus: Bus, history: int = 500, render: RenderConfig | None = None
+) -> web.Application:
+    """The web role. ``store`` and ``bus`` are opened and closed by the caller.
+
+    With ``render`` the app also serves ``/charts`` and ``/snapshots`` from its own render pool.
+    """
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[STORE] = store
     app[BUS] = bus
@@ -45,6 +51,23 @@ def make_app(*, store: Store, bus: Bus, history: int = 500) -> web.Application:
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(going_away)
     routes.setup(app)
+    if render is not None:
+        charts.install(app, store=store, config=render)
+    return app
+
+
+def make_render_app(*, store: Store, render: RenderConfig) -> web.Application:
+    """The render role alone: ``/charts``, ``/snapshots`` and ``/healthz`` on its own pools.
+
+    For a separate ``render`` service behind nginx (which routes ``/charts`` and ``/snapshots``
+    to it); ``store`` is opened and closed by the caller.
+    """
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app[STORE] = store
+    app[ROLES] = ("render",)
+    app[NOT_READY] = lambda: None
+    routes.setup_health(app)
+    charts.install(app, store=store, config=render)
     return app
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from render.service import Renderer
 from stream.contract import Bus, Store
 from web.live import Hub
 
@@ -15,3 +16,4 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 #: For a process without the web role: why it is not ready (None when it is).
 NOT_READY: web.AppKey[Callable[[], str | None]] = web.AppKey("not_ready")
 ROLES: web.AppKey[tuple[str, ...]] = web.AppKey("roles")
+RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")

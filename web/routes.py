@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import api, page
+from web import api, charts, page
 
 
 def setup(app: web.Application) -> None:
@@ -24,3 +24,9 @@ def setup_health(app: web.Application) -> None:
     """A process without the web role answers health checks only."""
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.role_readyz)
+
+
+def setup_render(app: web.Application) -> None:
+    """The render role's URL map: in the all-in-one app, or alone behind nginx."""
+    app.router.add_get("/charts/{symbol}.{fmt}", charts.chart)
+    app.router.add_get("/snapshots/{symbol}.{fmt}", charts.snapshot)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from pricestream.settings import ConfigError, Settings, parse_duration_ms
+from pricestream.settings import ConfigError, Settings, parse_duration_ms, render_config
 from stream.contract import DailyBoundary
 
 
@@ -71,3 +72,31 @@ def test_durations(text: str, ms: int | None) -> None:
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         Settings.load(tmp_path / "missing.toml", {})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"chart_workers": 0}, "render.chart_workers must be 1..64"),
+        ({"timeout_ms": 1}, "render.timeout_ms must be 10..600000"),
+        ({"pregenerate": "XAU-USD.png?range=2h"}, "render.pregenerate: 'XAU-USD.png?range=2h'"),
+    ],
+)
+def test_render_settings_are_checked(overrides: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        Settings.load(None, {}, {"render": overrides})
+
+
+def test_render_settings_become_the_pool_configuration(tmp_path: Path) -> None:
+    s = Settings.load(
+        None,
+        {"PRICESTREAM_RENDER_PREGENERATE": "XAU-USD.png, snapshots/XAG-USD.csv?range=1w"},
+        {"storage": {"data_dir": str(tmp_path)}, "render": {"chart_workers": 3}},
+    )
+    config = render_config(s)
+    assert config is not None
+    assert config.chart_workers == 3
+    assert config.cache_dir == tmp_path / "render-cache"
+    assert config.pregenerate == ("XAU-USD.png", "snapshots/XAG-USD.csv?range=1w")
+    off = Settings.load(None, {}, {"render": {"enabled": False}})
+    assert render_config(off) is None

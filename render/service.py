@@ -1,0 +1,355 @@
+"""The renderer: data versions, the two caches, single flight, the pools and pre-generation.
+
+This is the I/O shell around the pure drawing code. A request is served like this:
+
+1. The symbol's **data version** is its event-time watermark (the time of its newest tick,
+   ``SymbolState.watermark_ms`` in the store): every new tick, so every new or changed candle,
+   makes a new version. The version is read from the store at most once per the range's
+   freshness (``spec.FRESH_MS``: 1 s for a 1h chart, 15 min for a 5y one), so a cached chart is
+   never staler than that, and a cache hit costs no store query.
+2. The cache key is the normalised request plus that version; the ETag is its hash. A matching
+   ``If-None-Match`` is answered 304 without rendering.
+3. The memory cache (LRU bounded in bytes) answers; otherwise identical concurrent requests
+   share one render (single flight). The candles of ``(symbol, res, range, version)`` are read
+   once and shared by every chart of them (sizes, themes, formats), and sent to each worker
+   once.
+4. The job goes to the chart pool (PNG, SVG, plotly JSON) or the text pool (snapshots): two
+   pools, so a flood of one cannot starve the other. For ranges that stay fresh at least
+   ``disk_min_fresh_ms`` (1w and longer by default) the worker looks in the shared cache
+   directory first and writes what it renders there (measured: a file costs the worker
+   0.05-0.3 ms, as much as an SVG, so short-lived 1h/1d charts stay in memory only).
+
+Errors: ``NoData`` (a ``LookupError``: the symbol has no prices) and the pool's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from render.charts import Floats
+from render.pool import Pool, PoolError
+from render.spec import (
+    CONTENT_TYPES,
+    FRESH_MS,
+    MAX_CANDLES,
+    RANGES_MS,
+    ChartSpec,
+    Spec,
+    parse_path,
+)
+from stream.contract import RESOLUTIONS, Store, SymbolState
+
+log = logging.getLogger(__name__)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class NoData(LookupError):
+    """The symbol has no prices yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderConfig:
+    chart_workers: int = 2
+    text_workers: int = 1
+    chart_queue: int = 512
+    text_queue: int = 256
+    max_batch: int = 16
+    timeout_ms: int = 10_000
+    retry_after_s: int = 1
+    memory_bytes: int = 256 * 1024 * 1024
+    cache_dir: Path | None = None
+    disk_max_age_s: int = 86_400
+    #: Ranges whose charts stay fresh at least this long are shared through the directory;
+    #: a 1h chart (fresh for 1 s) would be a new file every second that no other node reads.
+    disk_min_fresh_ms: int = 30_000
+    pregenerate: tuple[str, ...] = ()
+    pregenerate_interval_ms: int = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    etag: str
+    content_type: str
+    max_age_s: int
+
+
+@dataclass
+class RendererStats:
+    hits: int = 0
+    misses: int = 0
+    shared: int = 0
+    pregenerated: int = 0
+
+
+class ByteLRU:
+    """A least-recently-used map of bytes values bounded by their total size."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old)
+        self._items[key] = value
+        self.bytes += len(value)
+        while self.bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self.bytes -= len(dropped)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class BoundedMap(Generic[K, V]):
+    """A dict that forgets its least recently added entries past ``max_items``."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._items: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        if len(self._items) > self.max_items:
+            del self._items[next(iter(self._items))]
+
+
+def candle_rows(candles: list[object]) -> Floats:
+    """Candles as the float64 ``(n, 5)`` array the drawing code takes."""
+    return np.array(
+        [(c.start_ms, c.open, c.high, c.low, c.close) for c in candles],  # type: ignore[attr-defined]
+        dtype=np.float64,
+    ).reshape(-1, 5)
+
+
+class Renderer:
+    def __init__(self, store: Store, *, config: RenderConfig) -> None:
+        self.store = store
+        self.config = config
+        self.stats = RendererStats()
+        self.cache = ByteLRU(config.memory_bytes)
+        self.charts = self._pool("charts", config.chart_workers, config.chart_queue)
+        self.text = self._pool("text", config.text_workers, config.text_queue)
+        self._versions: dict[str, tuple[float, SymbolState]] = {}
+        self._version_flight: dict[str, asyncio.Future[SymbolState | None]] = {}
+        self._data: OrderedDict[tuple[str, str, str, int], Floats] = OrderedDict()
+        self._data_flight: dict[tuple[str, str, str, int], asyncio.Future[Floats]] = {}
+        self._flight: dict[str, asyncio.Future[bytes]] = {}
+        self.pregenerate = [parse_path(p) for p in config.pregenerate]
+        self._tasks: list[asyncio.Task[None]] = []
+        #: Parsed requests by their URL parts, for the HTTP layer: a URL is parsed once.
+        self.parsed: BoundedMap[tuple[str, str, str, str], Spec] = BoundedMap(20_000)
+
+    def _pool(self, name: str, workers: int, max_queue: int) -> Pool:
+        c = self.config
+        return Pool(
+            name,
+            workers=workers,
+            max_queue=max_queue,
+            max_batch=c.max_batch,
+            timeout_ms=c.timeout_ms,
+            retry_after_s=c.retry_after_s,
+            cache_dir=c.cache_dir,
+        )
+
+    async def start(self) -> None:
+        if self.config.cache_dir is not None:
+            self.config.cache_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.gather(self.charts.start(), self.text.start())
+        if self.pregenerate:
+            self._tasks.append(asyncio.create_task(self._keep_warm(), name="pregenerate"))
+        if self.config.cache_dir is not None:
+            self._tasks.append(asyncio.create_task(self._sweep_disk(), name="cache-sweep"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(self.charts.close(), self.text.close())
+
+    # -- the request path --------------------------------------------------------------------
+
+    async def prepare(self, spec: Spec) -> tuple[str, Rendered | None]:
+        """The ETag of ``spec`` at the current data version, and the cached answer if any."""
+        state = await self._state(spec.symbol, FRESH_MS[spec.range])
+        key = f"{spec.key}@{state.watermark_ms}"
+        etag = _etag(key)
+        body = self.cache.get(key)
+        if body is None:
+            return etag, None
+        self.stats.hits += 1
+        return etag, self._answer(spec, body, etag)
+
+    async def render(self, spec: Spec) -> Rendered:
+        """The answer for ``spec``, from the cache or rendered (once for concurrent twins)."""
+        state = await self._state(spec.symbol, FRESH_MS[spec.range])
+        key = f"{spec.key}@{state.watermark_ms}"
+        etag = _etag(key)
+        body = self.cache.get(key)
+        if body is not None:
+            self.stats.hits += 1
+            return self._answer(spec, body, etag)
+        flight = self._flight.get(key)
+        if flight is not None:
+            self.stats.shared += 1
+            return self._answer(spec, await asyncio.shield(flight), etag)
+        self.stats.misses += 1
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._flight[key] = fut
+        try:
+            body = await self._render(spec, state, etag)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # the twins get it; nobody else has to
+            raise
+        else:
+            fut.set_result(body)
+            self.cache.put(key, body)
+        finally:
+            del self._flight[key]
+        return self._answer(spec, body, etag)
+
+    def _answer(self, spec: Spec, body: bytes, etag: str) -> Rendered:
+        return Rendered(body, etag, CONTENT_TYPES[spec.fmt], FRESH_MS[spec.range] // 1000)
+
+    async def _render(self, spec: Spec, state: SymbolState, etag: str) -> bytes:
+        rows = await self._rows(spec, state.watermark_ms)
+        data_key = (spec.symbol, spec.res, spec.range, state.watermark_ms)
+        shared = self.config.cache_dir and FRESH_MS[spec.range] >= self.config.disk_min_fresh_ms
+        name = f"{etag.strip(chr(34))}.{spec.fmt}" if shared else None
+        if isinstance(spec, ChartSpec):
+            chart_job = ("chart", spec, None, state.watermark_ms, name)
+            return await self.charts.render(chart_job, data_key=data_key, data=rows)
+        text_job = ("snapshot", spec, state.latest, state.watermark_ms, name)
+        return await self.text.render(text_job, data_key=data_key, data=rows)
+
+    async def _state(self, symbol: str, fresh_ms: int) -> SymbolState:
+        now = time.monotonic()
+        known = self._versions.get(symbol)
+        if known is not None and (now - known[0]) * 1000 < fresh_ms:
+            return known[1]
+        state = await _single(self._version_flight, symbol, lambda: self.store.state(symbol))
+        if state is None:
+            raise NoData(f"no prices for {symbol}")
+        if known is None or known[1].watermark_ms <= state.watermark_ms:
+            self._versions[symbol] = (now, state)
+        return state
+
+    async def _rows(self, spec: Spec, as_of_ms: int) -> Floats:
+        key = (spec.symbol, spec.res, spec.range, as_of_ms)
+        rows = self._data.get(key)
+        if rows is not None:
+            self._data.move_to_end(key)
+            return rows
+
+        async def fetch() -> Floats:
+            start_ms = as_of_ms - RANGES_MS[spec.range]
+            limit = min(MAX_CANDLES, RANGES_MS[spec.range] // RESOLUTIONS[spec.res] + 2)
+            candles = await self.store.candles(
+                spec.symbol, spec.res, start_ms=start_ms, end_ms=as_of_ms + 1, limit=limit
+            )
+            return candle_rows(list(candles))
+
+        rows = await _single(self._data_flight, key, fetch)
+        self._data[key] = rows
+        while len(self._data) > 256:
+            self._data.popitem(last=False)
+        return rows
+
+    # -- background work ---------------------------------------------------------------------
+
+    async def _keep_warm(self) -> None:
+        """Re-render the configured charts whenever their data version moves."""
+        done: dict[str, str] = {}
+        while True:
+            for spec in self.pregenerate:
+                try:
+                    rendered = await self.render(spec)
+                except (NoData, PoolError) as exc:
+                    log.debug("pre-generation of %s skipped: %s", spec.key, exc)
+                    continue
+                if done.get(spec.key) != rendered.etag:
+                    done[spec.key] = rendered.etag
+                    self.stats.pregenerated += 1
+            await asyncio.sleep(self.config.pregenerate_interval_ms / 1000)
+
+    async def _sweep_disk(self) -> None:
+        """Delete files of the shared cache directory older than ``disk_max_age_s``."""
+        directory = self.config.cache_dir
+        assert directory is not None
+        while True:
+            removed = await asyncio.to_thread(_sweep, directory, self.config.disk_max_age_s)
+            if removed:
+                log.info("cache directory %s: removed %d old files", directory, removed)
+            await asyncio.sleep(60)
+
+
+def _sweep(directory: Path, max_age_s: int) -> int:
+    cutoff = time.time() - max_age_s
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:  # another node removed it first
+                continue
+    return removed
+
+
+def _etag(key: str) -> str:
+    return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
+
+
+async def _single(
+    flights: dict[K, asyncio.Future[V]], key: K, fetch: Callable[[], Awaitable[V]]
+) -> V:
+    """Run ``fetch`` once for concurrent callers with the same ``key``."""
+    flight = flights.get(key)
+    if flight is not None:
+        return await asyncio.shield(flight)
+    fut: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+    flights[key] = fut
+    try:
+        value = await fetch()
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut.exception()
+        raise
+    else:
+        fut.set_result(value)
+    finally:
+        del flights[key]
+    return value
