@@ -1,8 +1,14 @@
-"""Plausibility checks on a normalised tick: pure, each failure a reason to dead-letter."""
+"""Checks on normalised ticks: pure, each failure a reason to dead-letter.
+
+``problem`` looks at one tick alone; ``Gate`` keeps one vendor's last quotes to catch duplicates,
+sequence gaps, spikes and timestamps too far from the receipt time.
+"""
 
 from __future__ import annotations
 
+import enum
 import math
+from dataclasses import dataclass
 
 from stream.contract import Tick
 
@@ -19,3 +25,97 @@ def problem(tick: Tick) -> str | None:
     if tick.size is not None and (not math.isfinite(tick.size) or tick.size < 0):
         return f"bad size: {tick.size!r}"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one vendor's ticks must stay within.
+
+    ``spike_bp`` is the largest move from the vendor's last accepted price of the symbol, in
+    basis points (None: no limit); a new level is accepted once ``spike_confirm`` ticks in a row
+    agree on it, or when the last accepted price is older than ``spike_reset_ms``.
+    ``max_future_ms`` and ``max_age_ms`` bound the vendor's timestamp against our receipt time
+    (None: no bound; replayed history has no age bound). ``gapless`` says sequence numbers
+    rise by one per symbol, so a jump is reported as a gap.
+    """
+
+    spike_bp: float | None = 500.0
+    spike_confirm: int = 3
+    spike_reset_ms: int = 60_000
+    max_future_ms: int | None = 5_000
+    max_age_ms: int | None = 60_000
+    gapless: bool = False
+
+
+class Verdict(enum.Enum):
+    ACCEPT = "accept"
+    DUPLICATE = "duplicate"
+    REJECT = "reject"
+
+
+@dataclass(slots=True)
+class _Last:
+    price: float = 0.0
+    recv_ms: int = 0
+    seq: int | None = None
+    key: tuple[int, float, float, float, float | None] | None = None
+    spikes: int = 0
+    spike_price: float = 0.0
+
+
+class Gate:
+    """One vendor's stateful checks: plausibility, time, duplicates, gaps and spikes. Pure.
+
+    ``check(tick)`` returns the verdict with the reason of a reject or a duplicate, and sets
+    ``gap`` to the count of sequence numbers skipped just before an accepted tick (0 without).
+    A duplicate is a repeated (or older) sequence number or, for vendors without sequence
+    numbers, a quote identical to the last accepted one of its symbol (same time and prices).
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.gap = 0
+        self._last: dict[tuple[str, str], _Last] = {}  # (vendor, symbol) -> last accepted
+
+    def check(self, tick: Tick) -> tuple[Verdict, str | None]:
+        self.gap = 0
+        why = problem(tick)
+        if why is not None:
+            return Verdict.REJECT, why
+        lim = self.limits
+        now = tick.recv_ms
+        if lim.max_future_ms is not None and tick.ts_ms > now + lim.max_future_ms:
+            return Verdict.REJECT, f"future: {tick.ts_ms} is {tick.ts_ms - now} ms after receipt"
+        if lim.max_age_ms is not None and tick.ts_ms < now - lim.max_age_ms:
+            return Verdict.REJECT, f"past: {tick.ts_ms} is {now - tick.ts_ms} ms before receipt"
+        where = (tick.vendor, tick.symbol)
+        last = self._last.get(where)
+        if last is None:
+            last = self._last[where] = _Last()
+            fresh = True
+        else:
+            fresh = False
+        key = (tick.ts_ms, tick.bid, tick.ask, tick.price, tick.size)
+        if not fresh:
+            if tick.seq is not None and last.seq is not None:
+                if tick.seq <= last.seq:
+                    return Verdict.DUPLICATE, f"seq {tick.seq} after {last.seq}"
+            elif key == last.key:
+                return Verdict.DUPLICATE, "same quote again"
+            if (
+                lim.spike_bp is not None
+                and now - last.recv_ms <= lim.spike_reset_ms
+                and abs(tick.price - last.price) * 10_000 > lim.spike_bp * last.price
+            ):
+                near = abs(tick.price - last.spike_price) * 10_000 <= lim.spike_bp * tick.price
+                last.spikes = last.spikes + 1 if (last.spikes and near) else 1
+                last.spike_price = tick.price
+                if last.spikes < lim.spike_confirm:
+                    move = (tick.price - last.price) / last.price * 10_000
+                    return Verdict.REJECT, f"spike: {move:+.0f} bp from {last.price}"
+            if lim.gapless and tick.seq is not None and last.seq is not None:
+                self.gap = max(0, tick.seq - last.seq - 1)
+        last.price, last.recv_ms, last.key, last.spikes = tick.price, now, key, 0
+        if tick.seq is not None:
+            last.seq = tick.seq
+        return Verdict.ACCEPT, None

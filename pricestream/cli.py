@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pricestream import logs
@@ -24,6 +24,7 @@ examples:
   pricestream run                         # simulated metals feeds, open the printed URL
   pricestream run --port 9000 --data-dir /var/lib/pricestream
   pricestream run --config pricestream.toml
+  pricestream run --replay ticks.csv --speed 0   # replay recorded ticks as fast as possible
 
 Settings come from defaults, then --config FILE (TOML), then PRICESTREAM_<SECTION>_<KEY>
 environment variables (e.g. PRICESTREAM_STREAM_GRACE_MS=5000), then these flags."""
@@ -48,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", type=Path, help="a TOML settings file")
     run.add_argument("--no-simulator", action="store_true", help="do not start the simulated feeds")
+    run.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="replay recorded ticks (CSV or JSON lines) instead of the configured vendors",
+    )
+    run.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="replay speed factor: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible",
+    )
     return parser
 
 
@@ -64,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.setdefault("simulator", {})["enabled"] = False
     try:
         settings = Settings.load(args.config, os.environ, overrides)
+        if args.replay is not None:
+            settings = settings.replay(args.replay, speed=args.speed)
     except ConfigError as exc:
         print(f"pricestream: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -73,6 +88,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # not on this platform: the stdlib loop works too
         return asyncio.run(_run(settings))
     return uvloop.run(_run(settings))
+
+
+def _progress_bar() -> Callable[[int, int], None] | None:
+    """Draw a replay's progress on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    shown = [-1]
+
+    def draw(done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if percent == shown[0]:
+            return
+        shown[0] = percent
+        bar = "#" * (percent // 2)
+        end = "\n" if done >= total else ""
+        print(f"\rreplay [{bar:<50}] {percent:3d}%", end=end, file=sys.stderr, flush=True)
+
+    return draw
 
 
 async def _run(settings: Settings) -> int:
@@ -86,7 +119,7 @@ async def _run(settings: Settings) -> int:
 
     failures: list[str] = []
     try:
-        await run_embedded(settings, stop=stop, on_ready=ready)
+        await run_embedded(settings, stop=stop, on_ready=ready, on_progress=_progress_bar())
     except* OSError as group:  # the port is taken, the data dir is not writable, ...
         failures += [f"cannot start: {exc}" for exc in group.exceptions]
     except* PricestreamError as group:  # a role failed (the store, say): say which and why

@@ -1,4 +1,4 @@
-"""Every role in one process: in-process bus, SQLite store, simulator, web.
+"""Every role in one process: in-process bus, SQLite store, the configured collectors, web.
 
 Shutdown order keeps every acknowledged tick: stop the collectors, let the stream worker drain
 the bus and flush the store, archive the last dead letters, then stop the web server and close
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ingest.collector import Publisher, SimulatorCollector, now_ms
-from ingest.simulator import Simulator
+from ingest.collector import now_ms
+from ingest.replay import Progress
+from ingest.service import build as build_ingest
 from pricestream.settings import Settings
 from stream.bus.memory import MemoryBus
 from stream.consumer import StreamWorker
@@ -48,6 +49,7 @@ async def run_embedded(
     *,
     stop: asyncio.Event,
     on_ready: Callable[[Running], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> None:
     """Run until ``stop`` is set, then shut down cleanly."""
     db = settings.storage.data_dir / "pricestream.db"
@@ -81,16 +83,12 @@ async def run_embedded(
             archive_task = tasks.create_task(archive.run(), name="deadletters")
             side = [tasks.create_task(_purge(store), name="purge")]
             side.append(tasks.create_task(_status(worker, app), name="status"))
-            if settings.simulator.enabled:
-                sim = Simulator(
-                    rate_hz=settings.simulator.rate_hz,
-                    seed=settings.simulator.seed,
-                    start_ms=now_ms(),
+            vendors = settings.collectors
+            if vendors:
+                ingest = build_ingest(
+                    vendors, settings.composite_config, await bus.producer(), progress=on_progress
                 )
-                collector = SimulatorCollector(
-                    sim, Publisher(await bus.producer()), interval_ms=settings.simulator.interval_ms
-                )
-                side.append(tasks.create_task(collector.run(), name="simulator"))
+                side.append(tasks.create_task(ingest.run(), name="ingest"))
             if on_ready is not None:
                 on_ready(running)
             await stop.wait()

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from stream.contract import UPDATES, Bus, Store
+from stream.contract import UPDATES, VENDORS, Bus, Store
 from web import routes
 from web.api import json_errors
-from web.keys import BUS, HUB, STORE
+from web.keys import BUS, HUB, STORE, VENDOR_BOARD
 from web.live import Hub
+from web.vendors import VendorBoard
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,18 @@ def make_app(*, store: Store, bus: Bus, history: int = 500) -> web.Application:
             return_exceptions=True,
         )
 
+    async def vendors_ctx(app: web.Application) -> AsyncIterator[None]:
+        consumer = await bus.consumer(VENDORS, group=None)
+        board = app[VENDOR_BOARD] = VendorBoard(consumer)
+        task = asyncio.create_task(board.run(), name="vendor-board")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.close()
+
     app.cleanup_ctx.append(hub_ctx)
+    app.cleanup_ctx.append(vendors_ctx)
     app.on_shutdown.append(going_away)
     routes.setup(app)
     return app

@@ -6,11 +6,13 @@ from stream.contract.codec import (
     decode_deadletter,
     decode_tick,
     decode_update,
+    decode_vendor_status,
     encode_candle,
     encode_deadletter,
     encode_tick,
     encode_update,
     encode_update_raw,
+    encode_vendor_status,
 )
 from stream.contract.errors import (
     DecodeError,
@@ -19,11 +21,20 @@ from stream.contract.errors import (
     StoreError,
     UnknownResolution,
 )
-from stream.contract.model import Candle, DeadLetter, Tick, check_symbol, tick_public
+from stream.contract.model import (
+    Candle,
+    DeadLetter,
+    Tick,
+    VendorStatus,
+    check_symbol,
+    tick_public,
+)
 from stream.contract.ports import (
     DEADLETTER,
     TICKS,
     UPDATES,
+    VENDOR_TICKS,
+    VENDORS,
     Bus,
     Consumer,
     Producer,
@@ -43,6 +54,8 @@ __all__ = [
     "RESOLUTIONS",
     "TICKS",
     "UPDATES",
+    "VENDORS",
+    "VENDOR_TICKS",
     "Bus",
     "Candle",
     "Consumer",
@@ -59,6 +72,7 @@ __all__ = [
     "Tick",
     "UnknownResolution",
     "Update",
+    "VendorStatus",
     "bucket_bounds",
     "check_resolution",
     "check_symbol",
@@ -66,10 +80,12 @@ __all__ = [
     "decode_deadletter",
     "decode_tick",
     "decode_update",
+    "decode_vendor_status",
     "encode_candle",
     "encode_deadletter",
     "encode_tick",
     "encode_update",
     "encode_update_raw",
+    "encode_vendor_status",
     "tick_public",
 ]
