@@ -37,7 +37,7 @@ def coinbase_heartbeat(ts_ms: int) -> bytes:
 
 
 COINBASE_ERROR = (
-    b'{"type":"error","message":"Failed to subscribe","reason":"ETH-XYZ is not a valid product"}'  # noqa: E501
+    b'{"type":"error","message":"Failed to subscribe","reason":"ETH-XYZ is not a valid product"}'
 )
 
 
@@ -88,7 +88,7 @@ def twelvedata_price(symbol: str, price: float, ts_ms: int, *, spread: float = 0
 
 TWELVEDATA_SUBSCRIBED = b'{"event":"subscribe-status","status":"ok","success":[{"symbol":"XAU/USD","exchange":"PHYSICAL CURRENCY","country":"","type":"Physical Currency"}],"fails":[]}'  # noqa: E501
 TWELVEDATA_FAILED = (
-    b'{"event":"subscribe-status","status":"error","success":[],"fails":[{"symbol":"XYZ/USD"}]}'  # noqa: E501
+    b'{"event":"subscribe-status","status":"error","success":[],"fails":[{"symbol":"XYZ/USD"}]}'
 )
 TWELVEDATA_HEARTBEAT = b'{"event":"heartbeat","status":"ok"}'
 TWELVEDATA_ERROR = b'{"status":"error","code":401,"message":"apikey is invalid"}'

@@ -37,10 +37,12 @@ def test_a_stale_vendor_stops_counting_and_counts_again_when_fresh() -> None:
     c.update(q("fast", 100.0, 100.0, T0), T0)
     assert c.fresh("XAU-USD", T0 + 400) == ["fast", "slow"]
     out = c.update(q("fast", 100.2, 100.2, T0 + 600), T0 + 600)  # "slow" is stale now
-    assert out is not None and out.price == pytest.approx(100.2)
+    assert out is not None
+    assert out.price == pytest.approx(100.2)
     assert c.fresh("XAU-USD", T0 + 600) == ["fast"]
     back = c.update(q("slow", 90.0, 90.0, T0 + 700), T0 + 700)
-    assert back is not None and back.price == pytest.approx(95.1)
+    assert back is not None
+    assert back.price == pytest.approx(95.1)
 
 
 def test_heartbeats_keep_an_unchanged_quote_fresh() -> None:
@@ -55,21 +57,26 @@ def test_primary_with_failover_and_back() -> None:
     c = Composite(rule="primary", priority=("main", "backup"), default_stale_ms=500)
     c.update(q("backup", 2.0, 2.0, T0), T0)
     main = c.update(q("main", 1.0, 1.0, T0 + 1), T0 + 1)
-    assert main is not None and main.price == 1.0
+    assert main is not None
+    assert main.price == 1.0
     assert c.update(q("backup", 2.1, 2.1, T0 + 100), T0 + 100) is None  # main rules, no change
     failover = c.update(q("backup", 2.2, 2.2, T0 + 600), T0 + 600)  # main silent past 500 ms
-    assert failover is not None and failover.price == 2.2
+    assert failover is not None
+    assert failover.price == 2.2
     again = c.update(q("main", 1.1, 1.1, T0 + 700), T0 + 700)
-    assert again is not None and again.price == 1.1
+    assert again is not None
+    assert again.price == 1.1
 
 
 def test_composite_time_never_goes_back_and_symbols_are_separate() -> None:
     c = Composite()
     c.update(q("a", 1.0, 1.0, T0 + 50), T0 + 50)
     later = c.update(q("b", 3.0, 3.0, T0), T0 + 60)  # b's clock is behind
-    assert later is not None and later.ts_ms == T0 + 50
+    assert later is not None
+    assert later.ts_ms == T0 + 50
     other = c.update(q("a", 7.0, 7.0, T0, symbol="XAG-USD"), T0 + 70)
-    assert other is not None and (other.price, other.seq) == (7.0, 1)
+    assert other is not None
+    assert (other.price, other.seq) == (7.0, 1)
 
 
 def test_an_unknown_rule_is_refused() -> None:

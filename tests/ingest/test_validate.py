@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.validate import Gate, Limits, Verdict
+from ingest.validate import Gate, Limits
 from stream.contract import Tick
 
 NOW = 1_795_000_000_000
