@@ -82,17 +82,16 @@ class WebsocketCollector:
             for message in self.profile.subscribe(symbols):
                 await ws.send(message, text=True)
             self._last_recv = time.monotonic()
-            async with asyncio.TaskGroup() as tasks:
-                watchdog = tasks.create_task(self._watchdog(ws))
-                beats = None
-                if self.profile.heartbeat and self.heartbeat_interval_ms:
-                    beats = tasks.create_task(self._heartbeats(ws, self.profile.heartbeat))
-                try:
-                    await self._read(ws)
-                finally:
-                    watchdog.cancel()
-                    if beats is not None:
-                        beats.cancel()
+            helpers = [asyncio.create_task(self._watchdog(ws))]
+            if self.profile.heartbeat and self.heartbeat_interval_ms:
+                helpers.append(asyncio.create_task(self._heartbeats(ws, self.profile.heartbeat)))
+            try:
+                await self._read(ws)
+            finally:
+                for task in helpers:
+                    task.cancel()
+                # a heartbeat that failed on the closing connection is not news: the read says why
+                await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _read(self, ws: ClientConnection) -> None:
         receive = self.feed.receive

@@ -89,8 +89,9 @@ class FakeWebsocket:
                     await asyncio.wait_for(first.wait(), WAIT_S)
                 elif step == SILENCE:
                     await asyncio.wait_for(ws.wait_closed(), WAIT_S)
-                elif isinstance(step, float):
-                    await asyncio.sleep(step)
+                elif isinstance(step, float):  # a pause that ends early when the client leaves
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ws.wait_closed(), step)
                 elif isinstance(step, bytes):
                     await ws.send(step.decode("utf-8", "replace"))
         except ConnectionClosed:
@@ -114,7 +115,7 @@ class FakeWebsocket:
 @contextlib.asynccontextmanager
 async def http_server(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 and a free port; yields the base URL."""
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -132,6 +133,7 @@ class FakeStream:
         self.scripts = scripts
         self.status = status or []  # statuses of the first connections (then 200)
         self.requests: list[web.Request] = []
+        self.times: list[float] = []  # monotonic time of each request
 
     @property
     def connections(self) -> int:
@@ -145,6 +147,7 @@ class FakeStream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         index = len(self.requests)
         self.requests.append(request)
+        self.times.append(time.monotonic())
         if index < len(self.status) and self.status[index] != 200:
             code = self.status[index]
             headers = {"Retry-After": "1"} if code == 429 else {}
