@@ -9,7 +9,15 @@ import orjson
 
 from ingest.http import retry_after_ms
 from tests.ingest import messages as m
-from tests.ingest.fakes import SILENCE, FakePoll, FakeStream, eventually, http_server, now_ms
+from tests.ingest.fakes import (
+    SILENCE,
+    FakePoll,
+    FakeStream,
+    Script,
+    eventually,
+    http_server,
+    now_ms,
+)
 from tests.ingest.harness import collecting
 
 FAST = {"backoff_min_ms": 10, "backoff_max_ms": 40}
@@ -113,15 +121,17 @@ async def test_generic_profile_polls_a_list_of_records() -> None:
 async def test_a_server_error_backs_off_and_recovers() -> None:
     t = now_ms()
     vendor = FakePoll(lambda path: m.gold_api_price("XAU", 4050.0, t), throttle=3, retry_after="")
-    async with http_server(vendor.app()) as url:
-        async with collecting([poll_vendor("g", "gold_api", url, {"XAU": "XAU-USD"})]) as h:
-            await eventually(lambda: len(h.ticks) == 1)
+    async with (
+        http_server(vendor.app()) as url,
+        collecting([poll_vendor("g", "gold_api", url, {"XAU": "XAU-USD"})]) as h,
+    ):
+        await eventually(lambda: len(h.ticks) == 1)
     assert vendor.statuses()[:4] == [429, 429, 429, 200]
 
 
 async def test_oanda_stream_reconnects_after_the_end_silence_and_a_429() -> None:
     t = now_ms()
-    scripts = [
+    scripts: list[Script] = [
         [m.oanda_price("XAU_USD", 4050.1, 4050.5, t), m.oanda_heartbeat(t), b"garbage",
          m.oanda_price("XAG_USD", 50.1, 50.2, t), m.OANDA_ERROR],  # then the body ends
         [m.oanda_price("XAU_USD", 4050.2, 4050.6, t + 1), SILENCE],  # read times out

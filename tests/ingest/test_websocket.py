@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 
 from tests.ingest import messages as m
-from tests.ingest.fakes import SILENCE, SUBSCRIBED, FakeWebsocket, eventually, now_ms
+from tests.ingest.fakes import SILENCE, SUBSCRIBED, FakeWebsocket, Script, eventually, now_ms
 from tests.ingest.harness import collecting
 
 FAST = {"backoff_min_ms": 10, "backoff_max_ms": 40, "ping_interval_ms": 1_000}
@@ -25,7 +25,7 @@ def ws_vendor(
 
 async def test_coinbase_ticker_through_disconnect_and_silence() -> None:
     t = now_ms()
-    first = [
+    first: Script = [
         SUBSCRIBED,
         m.COINBASE_SUBSCRIPTIONS,
         m.coinbase_ticker("BTC-USD", 100.0, 100.2, t, 10),
@@ -36,8 +36,8 @@ async def test_coinbase_ticker_through_disconnect_and_silence() -> None:
         m.coinbase_ticker("ETH-USD", 10.0, 10.2, t, 11),  # not configured
         m.coinbase_ticker("BTC-USD", 100.1, 100.3, t + 1, 12),
     ]  # then the server hangs up
-    second = [SUBSCRIBED, m.coinbase_ticker("BTC-USD", 100.2, 100.4, t + 2, 20), SILENCE]
-    third = [SUBSCRIBED, m.coinbase_ticker("BTC-USD", 100.3, 100.5, t + 3, 30), 5.0]
+    second: Script = [SUBSCRIBED, m.coinbase_ticker("BTC-USD", 100.2, 100.4, t + 2, 20), SILENCE]
+    third: Script = [SUBSCRIBED, m.coinbase_ticker("BTC-USD", 100.3, 100.5, t + 3, 30), 5.0]
     async with FakeWebsocket([first, second, third]) as server:
         table = ws_vendor("cb", "coinbase", server.url, {"BTC-USD": "BTC-USD"}, stale_after_ms=300)
         async with collecting([table]) as h:
@@ -61,7 +61,7 @@ async def test_coinbase_ticker_through_disconnect_and_silence() -> None:
 
 
 async def test_binance_book_ticker_raw_and_combined_streams() -> None:
-    script = [
+    script: Script = [
         SUBSCRIBED,
         m.BINANCE_ACK,
         m.binance_book("BTCUSDT", 95_000.0, 95_000.5, 400),
@@ -95,7 +95,7 @@ async def test_twelvedata_application_heartbeats_keep_a_quiet_feed_alive() -> No
     def answer(raw: bytes) -> bytes | None:
         return m.TWELVEDATA_HEARTBEAT if orjson.loads(raw) == {"action": "heartbeat"} else None
 
-    script = [
+    script: Script = [
         SUBSCRIBED,
         m.TWELVEDATA_SUBSCRIBED,
         m.twelvedata_price("XAU/USD", 4050.0, t),
@@ -131,7 +131,7 @@ async def test_generic_profile_over_websocket_reports_sequence_gaps() -> None:
     def msg(seq: int, px: float) -> bytes:
         return orjson.dumps({"kind": "q", "d": {"sym": "AU", "px": px, "at": t, "n": seq}})
 
-    script = [SUBSCRIBED, msg(1, 10.0), msg(2, 10.1), msg(6, 10.2), b'{"kind":"hb"}',
+    script: Script = [SUBSCRIBED, msg(1, 10.0), msg(2, 10.1), msg(6, 10.2), b'{"kind":"hb"}',
               msg(6, 10.2), msg(7, 10.3), 5.0]  # fmt: skip
     async with FakeWebsocket([script]) as server:
         table = ws_vendor(
