@@ -50,8 +50,9 @@ class Ingest:
                 tasks.create_task(run(), name=f"collector:{feed.name}")
 
 
-def limits(v: VendorConfig, *, gapless: bool) -> Limits:
+def limits(v: VendorConfig, *, gapless: bool, seq_per_symbol: bool = True) -> Limits:
     return Limits(
+        seq_per_symbol=seq_per_symbol,
         spike_bp=v.spike_bp or None,
         max_future_ms=v.max_future_ms,
         max_age_ms=v.max_age_ms or None,
@@ -91,7 +92,8 @@ def build(
         if v.kind == "simulator":
             feed = Feed(
                 v.name, kind=v.kind, profile="simulator", parse=None, publisher=publisher,
-                limits=limits(v, gapless=True), stale_after_ms=v.stale_after_ms,
+                limits=limits(v, gapless=True, seq_per_symbol=False),
+                stale_after_ms=v.stale_after_ms,
                 clock_ms=clock_ms,
             )  # fmt: skip
             sim = Simulator(rate_hz=v.rate_hz, seed=v.seed, start_ms=clock_ms())

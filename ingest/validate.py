@@ -36,7 +36,8 @@ class Limits:
     agree on it, or when the last accepted price is older than ``spike_reset_ms``.
     ``max_future_ms`` and ``max_age_ms`` bound the vendor's timestamp against our receipt time
     (None: no bound; replayed history has no age bound). ``gapless`` says sequence numbers
-    rise by one per symbol, so a jump is reported as a gap.
+    rise by one, so a jump is reported as a gap; ``seq_per_symbol`` says whether the vendor
+    numbers each symbol on its own (most do) or all its messages in one sequence (the simulator).
     """
 
     spike_bp: float | None = 500.0
@@ -45,6 +46,7 @@ class Limits:
     max_future_ms: int | None = 5_000
     max_age_ms: int | None = 60_000
     gapless: bool = False
+    seq_per_symbol: bool = True
 
 
 class Verdict(enum.Enum):
@@ -57,7 +59,6 @@ class Verdict(enum.Enum):
 class _Last:
     price: float = 0.0
     recv_ms: int = 0
-    seq: int | None = None
     key: tuple[int, float, float, float, float | None] | None = None
     spikes: int = 0
     spike_price: float = 0.0
@@ -76,6 +77,7 @@ class Gate:
         self.limits = limits or Limits()
         self.gap = 0
         self._last: dict[tuple[str, str], _Last] = {}  # (vendor, symbol) -> last accepted
+        self._seq: dict[tuple[str, str], int] = {}  # (vendor, symbol or "") -> last sequence
 
     def check(self, tick: Tick) -> tuple[Verdict, str | None]:
         self.gap = 0
@@ -92,16 +94,16 @@ class Gate:
         last = self._last.get(where)
         if last is None:
             last = self._last[where] = _Last()
-            fresh = True
-        else:
-            fresh = False
+        fresh = last.key is None  # nothing accepted yet for this vendor and symbol
         key = (tick.ts_ms, tick.bid, tick.ask, tick.price, tick.size)
+        seq_key = where if lim.seq_per_symbol else (tick.vendor, "")
+        last_seq = self._seq.get(seq_key) if tick.seq is not None else None
+        if last_seq is not None and tick.seq is not None:
+            if tick.seq <= last_seq:
+                return Verdict.DUPLICATE, f"seq {tick.seq} after {last_seq}"
+        elif not fresh and key == last.key:
+            return Verdict.DUPLICATE, "same quote again"
         if not fresh:
-            if tick.seq is not None and last.seq is not None:
-                if tick.seq <= last.seq:
-                    return Verdict.DUPLICATE, f"seq {tick.seq} after {last.seq}"
-            elif key == last.key:
-                return Verdict.DUPLICATE, "same quote again"
             if (
                 lim.spike_bp is not None
                 and now - last.recv_ms <= lim.spike_reset_ms
@@ -113,9 +115,9 @@ class Gate:
                 if last.spikes < lim.spike_confirm:
                     move = (tick.price - last.price) / last.price * 10_000
                     return Verdict.REJECT, f"spike: {move:+.0f} bp from {last.price}"
-            if lim.gapless and tick.seq is not None and last.seq is not None:
-                self.gap = max(0, tick.seq - last.seq - 1)
+        if lim.gapless and tick.seq is not None and last_seq is not None:
+            self.gap = max(0, tick.seq - last_seq - 1)
         last.price, last.recv_ms, last.key, last.spikes = tick.price, now, key, 0
         if tick.seq is not None:
-            last.seq = tick.seq
+            self._seq[seq_key] = tick.seq
         return Verdict.ACCEPT, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.validate import Gate, Limits
+from ingest.validate import Gate, Limits, Verdict
 from stream.contract import Tick
 
 NOW = 1_795_000_000_000
@@ -83,3 +83,15 @@ def test_a_spike_is_rejected_until_enough_ticks_confirm_the_new_level() -> None:
 def test_no_spike_limit_when_switched_off() -> None:
     gate = Gate(Limits(spike_bp=None))
     assert verdicts(gate, [t(100.0, ts=NOW - 1), t(500.0)]) == [("accept", "")] * 2
+
+
+def test_one_sequence_for_all_symbols_of_a_vendor() -> None:
+    gate = Gate(Limits(gapless=True, seq_per_symbol=False))
+    gaps = []
+    for seq, symbol in ((1, "XAU-USD"), (2, "XAG-USD"), (3, "XAU-USD"), (5, "XAG-USD")):
+        verdict, _ = gate.check(t(seq=seq, symbol=symbol))
+        assert verdict is Verdict.ACCEPT
+        gaps.append(gate.gap)
+    assert gaps == [0, 0, 0, 1]
+    assert gate.check(t(seq=4, symbol="XPT-USD"))[0] is Verdict.DUPLICATE
+    assert gate.check(t(seq=6, symbol="XPT-USD"))[0] is Verdict.ACCEPT  # first price after it
