@@ -101,20 +101,20 @@ class Gate:
         if last_seq is not None and tick.seq is not None:
             if tick.seq <= last_seq:
                 return Verdict.DUPLICATE, f"seq {tick.seq} after {last_seq}"
-        elif not fresh and key == last.key:
+        elif key == last.key:  # never true while nothing was accepted (key is None)
             return Verdict.DUPLICATE, "same quote again"
-        if not fresh:
-            if (
-                lim.spike_bp is not None
-                and now - last.recv_ms <= lim.spike_reset_ms
-                and abs(tick.price - last.price) * 10_000 > lim.spike_bp * last.price
-            ):
-                near = abs(tick.price - last.spike_price) * 10_000 <= lim.spike_bp * tick.price
-                last.spikes = last.spikes + 1 if (last.spikes and near) else 1
-                last.spike_price = tick.price
-                if last.spikes < lim.spike_confirm:
-                    move = (tick.price - last.price) / last.price * 10_000
-                    return Verdict.REJECT, f"spike: {move:+.0f} bp from {last.price}"
+        if (
+            not fresh
+            and lim.spike_bp is not None
+            and now - last.recv_ms <= lim.spike_reset_ms
+            and abs(tick.price - last.price) * 10_000 > lim.spike_bp * last.price
+        ):
+            near = abs(tick.price - last.spike_price) * 10_000 <= lim.spike_bp * tick.price
+            last.spikes = last.spikes + 1 if (last.spikes and near) else 1
+            last.spike_price = tick.price
+            if last.spikes < lim.spike_confirm:
+                move = (tick.price - last.price) / last.price * 10_000
+                return Verdict.REJECT, f"spike: {move:+.0f} bp from {last.price}"
         if lim.gapless and tick.seq is not None and last_seq is not None:
             self.gap = max(0, tick.seq - last_seq - 1)
         last.price, last.recv_ms, last.key, last.spikes = tick.price, now, key, 0
