@@ -35,7 +35,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 
@@ -221,7 +221,7 @@ async def part2(ws_port: int, http_port: int, n: int, polls: int, tmp: Path) -> 
                      f"{got[0] / base[0]:.0%}", unit])  # fmt: skip
         say(f"  {what}: {got[0]:,.0f}/s (baseline {base[0]:,.0f}/s)")
 
-    async def run_collector(table: dict[str, object], target: int) -> tuple[float, float]:
+    async def run_collector(table: Mapping[str, object], target: int) -> tuple[float, float]:
         ingest = build(parse_vendors([{**table, **NO_TIME_BOUNDS}]), CompositeConfig(False),
                        await MemoryBus(capacity=1 << 20).producer())  # fmt: skip
         feed = ingest.feeds[0]
