@@ -247,6 +247,23 @@ class Feed:
         if ticks or letters:
             await self.publisher.send(ticks, letters)
 
+    def take_many(self, raws: Sequence[bytes], recv_ms: int) -> tuple[list[Tick], list[DeadLetter]]:
+        """``take`` for several messages received together."""
+        ticks: list[Tick] = []
+        letters: list[DeadLetter] = []
+        take = self.take
+        for raw in raws:
+            good, dead = take(raw, recv_ms)
+            ticks += good
+            letters += dead
+        return ticks, letters
+
+    async def receive_many(self, raws: Sequence[bytes]) -> None:
+        """Several messages received together, published in one batch."""
+        ticks, letters = self.take_many(raws, self.clock_ms())
+        if ticks or letters:
+            await self.publisher.send(ticks, letters)
+
     async def receive_ticks(self, ticks: Sequence[Tick]) -> None:
         good, letters = self.take_ticks(ticks, self.clock_ms())
         if good or letters:

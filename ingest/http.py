@@ -7,7 +7,7 @@
 (timeouts, refused connections, error statuses) back off exponentially with jitter.
 
 ``StreamCollector`` holds one long GET whose body is one JSON message per line (the OANDA v20
-pricing stream), reading lines as they come. A read silent for ``stale_after_ms`` (OANDA sends a
+pricing stream), taking whatever lines have arrived at once and publishing them in one batch. A read silent for ``stale_after_ms`` (OANDA sends a
 heartbeat line every five seconds) ends the response and reconnects, as does the end of the
 body or any error, after the same backoff.
 """
@@ -25,6 +25,7 @@ from ingest.collector import Backoff, Feed
 log = logging.getLogger(__name__)
 
 _FAILURES = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+MAX_LINE = 1 << 20  # a streamed line longer than this is dead-lettered as it stands
 
 
 def retry_after_ms(value: str | None, now_ms: int) -> int | None:
@@ -158,14 +159,15 @@ class StreamCollector:
                 self._asked_ms = retry_after_ms(resp.headers.get("Retry-After"), feed.clock_ms())
                 return
             feed.connected(True)
-            receive = feed.receive
-            got_one = False
-            async for line in resp.content:
-                line = line.strip()
-                if not line:
-                    continue
-                if not got_one:
-                    got_one = True
+            receive_many = feed.receive_many
+            rest = b""
+            async for chunk in resp.content.iter_any():  # whatever has arrived: many lines
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                if len(rest) > MAX_LINE:  # no newline in sight: reject it rather than grow
+                    lines.append(rest)
+                    rest = b""
+                if lines:
                     self.backoff.reset()
-                await receive(line)
+                    await receive_many([line for line in lines if line.strip()])
             feed.failed(f"stream {self.url} ended")

@@ -68,7 +68,8 @@ class ReplayCollector:
                     if not lines:
                         break
                     for chunk in _chunks(lines, self.batch):
-                        good, letters = self._take(chunk)
+                        raws = [line.strip() for line in chunk if line.strip()]
+                        good, letters = feed.take_many(raws, feed.clock_ms())
                         if self.speed > 0 and good:
                             if first_ts is None:
                                 first_ts = good[0].ts_ms
@@ -87,18 +88,6 @@ class ReplayCollector:
             feed.name, self.path, feed.stats.messages, feed.stats.published,
             sum(feed.stats.rejects.values()),
         )  # fmt: skip
-
-    def _take(self, lines: list[bytes]) -> tuple[list[Tick], list[DeadLetter]]:
-        good: list[Tick] = []
-        letters: list[DeadLetter] = []
-        take, now = self.feed.take, self.feed.clock_ms()
-        for line in lines:
-            line = line.strip()
-            if line:
-                ticks, dead = take(line, now)
-                good += ticks
-                letters += dead
-        return good, letters
 
     async def _pace(
         self, good: list[Tick], letters: list[DeadLetter], first_ts: int, started: float

@@ -161,3 +161,17 @@ async def test_oanda_stream_reconnects_after_the_end_silence_and_a_429() -> None
     assert feed.stats.rejects == {"unparsable": 1}
     assert feed.stats.reconnects >= 3
     assert vendor.times[3] - vendor.times[2] >= 1.0  # the 429's Retry-After: 1 was honoured
+
+
+async def test_a_stream_line_without_end_is_dead_lettered_not_buffered_forever() -> None:
+    t = now_ms()
+    huge = b'{"type":"PRICE","pad":"' + b"x" * (1 << 20)  # no newline for over a MiB
+    scripts: list[Script] = [[huge, m.oanda_price("XAU_USD", 4050.1, 4050.5, t), 5.0]]
+    vendor = FakeStream(scripts)
+    async with http_server(vendor.app()) as url:
+        table = {"name": "o", "kind": "http_stream", "profile": "oanda", "url": url,
+                 "symbols": {"XAU_USD": "XAU-USD"}, **FAST}  # fmt: skip
+        async with collecting([table]) as h:
+            await eventually(lambda: len(h.ticks) == 1 and len(h.letters) >= 1)
+    assert h.reasons() == {"unparsable"}
+    assert sum(len(d.raw) for d in h.letters) >= 1 << 20  # the bytes are kept, not dropped
