@@ -7,9 +7,9 @@
 (timeouts, refused connections, error statuses) back off exponentially with jitter.
 
 ``StreamCollector`` holds one long GET whose body is one JSON message per line (the OANDA v20
-pricing stream), taking whatever lines have arrived at once and publishing them in one batch. A read silent for ``stale_after_ms`` (OANDA sends a
-heartbeat line every five seconds) ends the response and reconnects, as does the end of the
-body or any error, after the same backoff.
+pricing stream), taking whatever lines have arrived at once and publishing them in one batch.
+A read silent for ``stale_after_ms`` (OANDA sends a heartbeat line every five seconds) ends the
+response and reconnects, as does the end of the body or any error, after the same backoff.
 """
 
 from __future__ import annotations
