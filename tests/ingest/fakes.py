@@ -4,8 +4,9 @@
   again for later connections) and records what the client sent.
 - ``FakeStream``: an HTTP server whose ``GET`` answers one long newline-delimited JSON body,
   played from a script per connection (OANDA v20 pricing stream style).
-- ``FakePoll``: an HTTP server for polling with ``ETag``/``If-None-Match`` (304), an optional
-  run of 429s with ``Retry-After``, and a log of every request.
+- ``FakePoll``: an HTTP server for polling with ``ETag``/``If-None-Match`` or
+  ``Last-Modified``/``If-Modified-Since`` (304), an optional run of 429s with ``Retry-After``, an
+  optional stall, and a log of every request.
 
 A script is a list of steps: ``bytes`` to send (a message or a line), a ``float`` of seconds to
 wait, ``SUBSCRIBED`` to wait for the client's first message, ``SILENCE`` to go quiet until the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -175,7 +177,10 @@ class FakePoll:
     throttle: int = 0  # answer this many requests with 429 first
     retry_after: str = "1"
     version: int = 1
+    etags: bool = True  # False: Last-Modified / If-Modified-Since instead of ETags
+    stall_s: float = 0.0  # the first request waits this long before answering
     log: list[tuple[float, str, int]] = field(default_factory=list)  # (monotonic, path, status)
+    seen_headers: list[dict[str, str]] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -186,16 +191,24 @@ class FakePoll:
         return [status for _, _, status in self.log]
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.seen_headers.append(dict(request.headers))
+        if self.stall_s:
+            stall, self.stall_s = self.stall_s, 0.0
+            await asyncio.sleep(stall)
         if self.throttle > 0:
             self.throttle -= 1
             self.log.append((time.monotonic(), request.path_qs, 429))
             body = orjson.dumps({"error": "too many requests"})
             return web.Response(status=429, body=body, headers={"Retry-After": self.retry_after})
-        etag = f'"v{self.version}"'
-        if request.headers.get("If-None-Match") == etag:
+        if self.etags:
+            name, value, asked = "ETag", f'"v{self.version}"', "If-None-Match"
+        else:
+            name, asked = "Last-Modified", "If-Modified-Since"
+            value = email.utils.formatdate(1_795_000_000 + self.version, usegmt=True)
+        if request.headers.get(asked) == value:
             self.log.append((time.monotonic(), request.path_qs, 304))
-            return web.Response(status=304, headers={"ETag": etag})
+            return web.Response(status=304, headers={name: value})
         self.log.append((time.monotonic(), request.path_qs, 200))
         return web.Response(
-            body=self.body(request.path_qs), content_type="application/json", headers={"ETag": etag}
+            body=self.body(request.path_qs), content_type="application/json", headers={name: value}
         )

@@ -175,3 +175,18 @@ async def test_a_stream_line_without_end_is_dead_lettered_not_buffered_forever()
             await eventually(lambda: len(h.ticks) == 1 and len(h.letters) >= 1)
     assert h.reasons() == {"unparsable"}
     assert sum(len(d.raw) for d in h.letters) >= 1 << 20  # the bytes are kept, not dropped
+
+
+async def test_polling_with_last_modified_and_a_request_that_times_out() -> None:
+    t = now_ms()
+    vendor = FakePoll(lambda path: m.gold_api_price("XAU", 4050.0, t), etags=False, stall_s=2.0)
+    async with http_server(vendor.app()) as url:
+        table = poll_vendor("g", "gold_api", url, {"XAU": "XAU-USD"}, timeout_ms=200)
+        async with collecting([table]) as h:
+            await eventually(lambda: len(h.ticks) == 1 and vendor.statuses().count(304) >= 2)
+            feed = h.feed("g")
+    assert feed.stats.errors == 1
+    assert "TimeoutError" in str(feed.stats.last_error)
+    assert "If-Modified-Since" not in vendor.seen_headers[0]
+    stamp = email.utils.formatdate(1_795_000_001, usegmt=True)  # FakePoll's Last-Modified
+    assert vendor.seen_headers[-1]["If-Modified-Since"] == stamp
