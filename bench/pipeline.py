@@ -945,6 +945,7 @@ async def latency_embedded(opts: Options, tmp: Path) -> LatencyResult:
             "embedded Pricestream (run_embedded)", url, opts=opts, source=source,
             sink=publisher.publish,
         )  # fmt: skip
+        assert running.worker is not None
         stats = running.worker.stats
         mean_write = stats.store_write_ms_total / max(stats.store_writes, 1)
         result.notes.append(

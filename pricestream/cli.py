@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pricestream import logs
-from pricestream.embedded import Running, run_embedded
+from pricestream.roles import ROLES, Running, run_roles
 from pricestream.settings import ConfigError, Settings
 from stream.contract import PricestreamError
 
@@ -28,6 +28,22 @@ examples:
 
 Settings come from defaults, then --config FILE (TOML), then PRICESTREAM_<SECTION>_<KEY>
 environment variables (e.g. PRICESTREAM_STREAM_GRACE_MS=5000), then these flags."""
+
+ROLE_HELP = {
+    "ingest": "run the collectors: vendor ticks to the bus",
+    "stream": "run a stream worker: ticks to candles in the store and updates on the bus",
+    "web": "run a web node: HTTP API, websockets and the live page, fed from the bus",
+}
+
+ROLE_EPILOG = """examples:
+  pricestream {role} --config pricestream.toml
+  PRICESTREAM_BUS_BOOTSTRAP=kafka:9092 pricestream {role} --config pricestream.toml
+
+One role per process needs a shared bus and store: [bus] kind = "kafka" and, for the store,
+[storage] kind = "mongo". Run as many processes of a role as you need (compose.yaml shows
+how); stream workers share the ticks partitions as one consumer group. Settings come from
+defaults, then --config FILE (TOML), then PRICESTREAM_<SECTION>_<KEY> environment variables,
+then these flags."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="replay speed factor: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible",
     )
+    for role in ROLES:
+        one = sub.add_parser(
+            role,
+            help=ROLE_HELP[role],
+            description=f"Run the {role} role on its own (a shared Kafka bus and store).",
+            epilog=ROLE_EPILOG.format(role=role),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        one.add_argument("--config", type=Path, help="a TOML settings file")
+        one.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        one.add_argument(
+            "--port", type=int, help="port for the API, or health checks (default 8080)"
+        )
     return parser
 
 
@@ -71,14 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.setdefault("server", {})["host"] = args.host
     if args.port is not None:
         overrides.setdefault("server", {})["port"] = args.port
-    if args.data_dir is not None:
+    if getattr(args, "data_dir", None) is not None:
         overrides.setdefault("storage", {})["data_dir"] = str(args.data_dir)
-    if args.no_simulator:
+    if getattr(args, "no_simulator", False):
         overrides.setdefault("simulator", {})["enabled"] = False
+    roles = ROLES if args.command == "run" else (args.command,)
     try:
         settings = Settings.load(args.config, os.environ, overrides)
-        if args.replay is not None:
+        if getattr(args, "replay", None) is not None:
             settings = settings.replay(args.replay, speed=args.speed)
+        if args.command != "run" and settings.bus.kind == "memory":
+            raise ConfigError(
+                f"bus.kind is 'memory', which lives inside one process; 'pricestream "
+                f'{args.command}\' needs a shared bus: set [bus] kind = "kafka" (or use '
+                "'pricestream run' for everything in one process)"
+            )
     except ConfigError as exc:
         print(f"pricestream: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -86,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:  # not on this platform: the stdlib loop works too
-        return asyncio.run(_run(settings))
-    return uvloop.run(_run(settings))
+        return asyncio.run(_run(settings, roles))
+    return uvloop.run(_run(settings, roles))
 
 
 def _progress_bar() -> Callable[[int, int], None] | None:
@@ -108,18 +144,24 @@ def _progress_bar() -> Callable[[int, int], None] | None:
     return draw
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, roles: tuple[str, ...]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
     def ready(running: Running) -> None:
-        print(f"Pricestream is running: open {running.url}  (Ctrl-C stops it)", flush=True)
+        if "web" in running.roles:
+            print(f"Pricestream is running: open {running.url}  (Ctrl-C stops it)", flush=True)
+        else:
+            print(f"Pricestream {', '.join(running.roles)} is running; health checks on "
+                  f"{running.url}healthz  (Ctrl-C stops it)", flush=True)  # fmt: skip
 
     failures: list[str] = []
     try:
-        await run_embedded(settings, stop=stop, on_ready=ready, on_progress=_progress_bar())
+        await run_roles(
+            settings, roles=roles, stop=stop, on_ready=ready, on_progress=_progress_bar()
+        )
     except* OSError as group:  # the port is taken, the data dir is not writable, ...
         failures += [f"cannot start: {exc}" for exc in group.exceptions]
     except* PricestreamError as group:  # a role failed (the store, say): say which and why

@@ -19,6 +19,7 @@ from ingest.config import CompositeConfig, VendorConfig, VendorConfigError, pars
 from stream.contract import RESOLUTIONS, DailyBoundary
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from stream.store import DEFAULT_RETENTION_MS
+from stream.store.mongo import READ_PREFERENCES
 
 ENV_PREFIX = "PRICESTREAM_"
 
@@ -35,7 +36,34 @@ class Server:
 
 @dataclass(frozen=True, slots=True)
 class Storage:
-    data_dir: Path = Path("data")
+    kind: str = "sqlite"  # or "mongo"
+    data_dir: Path = Path("data")  # sqlite: where the file lives
+    mongo_uri: str = "mongodb://127.0.0.1:27017"
+    mongo_database: str = "pricestream"
+    read_preference: str = "primary"  # where reads go: primary, secondaryPreferred, ...
+    timeout_ms: int = 5_000  # how long one store call waits for an unreachable server
+    max_deadletters: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Bus:
+    kind: str = "memory"  # or "kafka"
+    bootstrap: str = "127.0.0.1:9092"
+    client_id: str = "pricestream"
+    group: str = "stream"  # the stream workers' consumer group
+    replication_factor: int = 1
+    ticks_topic: str = "ticks"
+    ticks_partitions: int = 6
+    ticks_retention: str = "7d"
+    updates_topic: str = "updates"
+    updates_partitions: int = 3
+    updates_retention: str = "1d"
+    deadletter_topic: str = "deadletter"
+    deadletter_partitions: int = 1
+    deadletter_retention: str = "30d"
+    linger_ms: int = 5
+    request_timeout_ms: int = 30_000
+    session_timeout_ms: int = 10_000  # how soon the group notices a dead stream worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +108,7 @@ def _default_retention() -> dict[str, str]:
 class Settings:
     server: Server = field(default_factory=Server)
     storage: Storage = field(default_factory=Storage)
+    bus: Bus = field(default_factory=Bus)
     stream: Stream = field(default_factory=Stream)
     simulator: Simulator = field(default_factory=Simulator)
     log: Log = field(default_factory=Log)
@@ -196,8 +225,34 @@ class Settings:
                 parse_duration_ms(text)
             except ValueError as exc:
                 raise ConfigError(f"retention.{res}: {exc}") from exc
+        for topic in ("ticks", "updates", "deadletter"):
+            key = f"bus.{topic}_retention"
+            try:
+                parse_duration_ms(getattr(self.bus, f"{topic}_retention"))
+            except ValueError as exc:
+                raise ConfigError(f"{key}: {exc}") from exc
         checks = [
             ("server.port", 0 <= self.server.port <= 65_535, "must be 0..65535"),
+            ("storage.kind", self.storage.kind in ("sqlite", "mongo"), "must be sqlite or mongo"),
+            ("storage.read_preference", self.storage.read_preference in READ_PREFERENCES,
+             f"must be one of {', '.join(READ_PREFERENCES)}"),
+            ("storage.timeout_ms", 100 <= self.storage.timeout_ms <= 600_000,
+             "must be 100..600000"),
+            ("storage.max_deadletters", self.storage.max_deadletters >= 1, "must be >= 1"),
+            ("bus.kind", self.bus.kind in ("memory", "kafka"), "must be memory or kafka"),
+            ("bus.bootstrap", bool(self.bus.bootstrap.strip()), "must name host:port"),
+            ("bus.replication_factor", 1 <= self.bus.replication_factor <= 32, "must be 1..32"),
+            ("bus.ticks_partitions", 1 <= self.bus.ticks_partitions <= 10_000,
+             "must be 1..10000"),
+            ("bus.updates_partitions", 1 <= self.bus.updates_partitions <= 10_000,
+             "must be 1..10000"),
+            ("bus.deadletter_partitions", 1 <= self.bus.deadletter_partitions <= 10_000,
+             "must be 1..10000"),
+            ("bus.linger_ms", 0 <= self.bus.linger_ms <= 10_000, "must be 0..10000"),
+            ("bus.request_timeout_ms", 1_000 <= self.bus.request_timeout_ms <= 600_000,
+             "must be 1000..600000"),
+            ("bus.session_timeout_ms", 1_000 <= self.bus.session_timeout_ms <= 600_000,
+             "must be 1000..600000"),
             ("stream.grace_ms", 0 <= self.stream.grace_ms <= 3_600_000, "must be 0..3600000"),
             ("stream.flush_interval_ms", 1 <= self.stream.flush_interval_ms <= 60_000,
              "must be 1..60000"),

@@ -9,6 +9,11 @@ One loop, in this order for every batch polled from ``ticks``:
    live clients see a tick within milliseconds;
 5. write-behind: the changed candles and symbol states are kept (conflated) and written to the
    store every ``flush_interval_ms``; only after that write are the bus positions committed.
+   While the store is unavailable the write is retried with backoff and nothing is committed.
+
+Workers of one group share the ``ticks`` partitions. Before a rebalance takes partitions away,
+the worker flushes and commits, then forgets the windows of the symbols it read from them; the
+worker that takes them over rebuilds those windows from the store on their first tick.
 
 A crash loses nothing: the bus re-delivers every record after the last commit, and a replayed
 record at or below the position stored with its symbol's state is recognised and skipped, so
@@ -21,12 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 from stream.contract import (
     DEADLETTER,
+    TICKS,
     UPDATES,
+    Bus,
     Candle,
     Consumer,
     DeadLetter,
@@ -34,6 +43,7 @@ from stream.contract import (
     Producer,
     Record,
     Store,
+    StoreUnavailable,
     SymbolState,
     Tick,
     decode_tick,
@@ -44,7 +54,9 @@ from stream.contract import (
 from stream.windows import Outcome, Windows
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
+RETRY_MAX_S = 2.0  # the longest wait between two attempts at a store write
 _ACCEPTED = Outcome.ACCEPTED  # a module global: cheaper than the enum attribute per tick
 
 
@@ -57,7 +69,9 @@ class WorkerStats:
     updates_out: int = 0
     store_writes: int = 0
     store_write_ms_total: float = 0.0
+    store_retries: int = 0
     batches: int = 0
+    revocations: int = 0
 
 
 def _now_ms() -> int:
@@ -91,6 +105,42 @@ class StreamWorker:
         self._pending_states: dict[str, SymbolState] = {}
         self._uncommitted = False
         self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()  # one of: a poll-and-process round, a flush, a revocation
+        self._partition: dict[str, int] = {}  # symbol -> the bus partition its ticks come from
+        self._store_down: str | None = None  # why the store failed, while it is retried
+
+    @classmethod
+    async def open(
+        cls,
+        bus: Bus,
+        *,
+        store: Store,
+        windows: Windows,
+        group: str = "stream",
+        max_batch: int = 5_000,
+        flush_interval_ms: int = 100,
+    ) -> StreamWorker:
+        """A worker in consumer group ``group`` of ``ticks``, flushing before each rebalance."""
+        holder: list[StreamWorker] = []
+
+        async def revoked(partitions: frozenset[int]) -> None:
+            if holder:
+                await holder[0].revoke(partitions)
+
+        worker = cls(
+            consumer=await bus.consumer(TICKS, group=group, on_revoke=revoked),
+            producer=await bus.producer(),
+            store=store,
+            windows=windows,
+            max_batch=max_batch,
+            flush_interval_ms=flush_interval_ms,
+        )
+        holder.append(worker)
+        return worker
+
+    def not_ready(self) -> str | None:
+        """Why the worker cannot make progress now (for readiness checks), or None."""
+        return self._store_down
 
     def stop(self) -> None:
         """Ask ``run`` to finish: it drains what it polled, flushes, commits and returns."""
@@ -103,18 +153,33 @@ class StreamWorker:
             while True:
                 stopping = self._stopping.is_set()
                 wait_ms = 0 if stopping else int((next_flush - time.monotonic()) * 1000)
-                records = await self.consumer.poll(
-                    max_records=self.max_batch, timeout_ms=min(max(wait_ms, 1), 100)
-                )
-                if records:
-                    await self.process(records)
-                elif stopping:
+                async with self._lock:
+                    records = await self.consumer.poll(
+                        max_records=self.max_batch, timeout_ms=min(max(wait_ms, 1), 100)
+                    )
+                    if records:
+                        await self.process(records)
+                    if time.monotonic() >= next_flush:
+                        await self._flush()
+                        next_flush = time.monotonic() + self.flush_interval_ms / 1000
+                # A durable bus keeps what is left for the next worker; the in-process one is
+                # drained, since nothing else would ever read it.
+                if stopping and (self.consumer.durable or not records):
                     break
-                if time.monotonic() >= next_flush:
-                    await self.flush()
-                    next_flush = time.monotonic() + self.flush_interval_ms / 1000
         finally:
             await self.flush()
+
+    async def revoke(self, partitions: frozenset[int]) -> None:
+        """Flush and commit, then forget the symbols read from ``partitions``."""
+        async with self._lock:
+            await self._flush()
+            gone = [s for s, p in self._partition.items() if p in partitions]
+            for symbol in gone:
+                self.windows.forget(symbol)
+                self._seqs.pop(symbol, None)
+                del self._partition[symbol]
+            self.stats.revocations += 1
+            log.info("handed over %d symbols of partitions %s", len(gone), sorted(partitions))
 
     async def process(self, records: list[Record]) -> None:
         """Fold one polled batch into the windows and publish its updates."""
@@ -131,7 +196,7 @@ class StreamWorker:
                 letters.append((rec.offset, self._reject("undecodable", str(exc), rec)))
             else:
                 kept.append(rec)
-        await self._restore({t.symbol for t in ticks})
+        await self._restore({t.symbol: r.partition for t, r in zip(ticks, kept, strict=True)})
 
         receive = self.windows.receive
         accepted: dict[str, list[bytes]] = {}  # the JSON of each accepted tick, by symbol
@@ -187,11 +252,15 @@ class StreamWorker:
 
     async def flush(self) -> None:
         """Write the pending candles and states, then commit the bus positions."""
+        async with self._lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if self._pending_candles or self._pending_states:
             candles = sorted(self._pending_candles.values(), key=_candle_key)
             states = sorted(self._pending_states.values(), key=lambda s: s.symbol)
             started = time.perf_counter()
-            await self.store.write(candles, states)
+            await self._retrying("write", lambda: self.store.write(candles, states))
             self.stats.store_writes += 1
             self.stats.store_write_ms_total += (time.perf_counter() - started) * 1000
             self._pending_candles = {}
@@ -201,11 +270,32 @@ class StreamWorker:
             await self.consumer.commit()
             self._uncommitted = False
 
-    async def _restore(self, symbols: set[str]) -> None:
-        for symbol in symbols:
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried with capped backoff while the store is unavailable."""
+        delay_s, attempt = 0.05, 0
+        while True:
+            try:
+                result = await call()
+            except StoreUnavailable as exc:
+                self._store_down = f"store unavailable: {exc}"
+                attempt += 1
+                self.stats.store_retries += 1
+                log.warning("store %s failed (attempt %d), retrying in %.2fs: %s",
+                            what, attempt, delay_s, exc)  # fmt: skip
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, RETRY_MAX_S)
+            else:
+                if attempt:
+                    log.info("store %s succeeded after %d retries", what, attempt)
+                self._store_down = None
+                return result
+
+    async def _restore(self, symbols: dict[str, int]) -> None:
+        for symbol, partition in symbols.items():
             if symbol in self.windows:
                 continue
-            state = await self.store.state(symbol)
+            self._partition[symbol] = partition
+            state = await self._retrying(f"read of {symbol}", partial(self.store.state, symbol))
             if state is None:
                 self._seqs[symbol] = {}
                 continue

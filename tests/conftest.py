@@ -1,10 +1,15 @@
-"""Shared fixtures: a whole embedded service on a free loopback port."""
+"""Shared fixtures: a whole embedded service on a free loopback port, and the real servers.
+
+``mongo_server`` and ``kafka_broker`` start once per test session (on free loopback ports) and
+are shared: tests keep apart by database and topic names. A test that stops or kills a server
+starts its own instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,8 @@ import pytest
 
 from pricestream.embedded import Running, run_embedded
 from pricestream.settings import Settings
+from tests.services.kafka import FAST_GROUPS, KafkaBroker
+from tests.services.mongo import MongoServer
 
 
 @dataclass
@@ -67,3 +74,22 @@ async def embedded_service(
 async def service(tmp_path: Path) -> AsyncIterator[Service]:
     async with embedded_service(tmp_path / "data") as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    """One nx-27017 server for the session (its process outlives any one event loop)."""
+    server = MongoServer(tmp_path_factory.mktemp("mongo"))
+    asyncio.run(server.start())
+    yield server
+    asyncio.run(server.stop())
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One Kafka broker for the session; tests create their own topics."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), num_partitions=3,
+                         extra_properties=FAST_GROUPS)  # fmt: skip
+    asyncio.run(broker.start())
+    yield broker
+    asyncio.run(broker.stop())

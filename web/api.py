@@ -16,7 +16,7 @@ from stream.contract import (
     Tick,
     check_symbol,
 )
-from web.keys import HUB, STORE, VENDOR_BOARD
+from web.keys import HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import serve_client
 from web.vendors import vendor_public
 
@@ -164,6 +164,16 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
+
+
+async def role_readyz(request: web.Request) -> web.Response:
+    """Readiness of a process that runs ingest or stream without the web role."""
+    roles: tuple[str, ...] = request.app[ROLES]
+    reason = request.app[NOT_READY]()
+    if reason is not None:
+        body = {"status": "unavailable", "roles": roles, "reason": reason}
+        return json_response(body, status=503)
+    return json_response({"status": "ready", "roles": roles})
 
 
 async def readyz(request: web.Request) -> web.Response:

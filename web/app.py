@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import WSCloseCode, web
 
 from stream.contract import UPDATES, VENDORS, Bus, Store
 from web import routes
 from web.api import json_errors
-from web.keys import BUS, HUB, STORE, VENDOR_BOARD
+from web.keys import BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import Hub
 from web.vendors import VendorBoard
 
@@ -57,4 +57,13 @@ def make_app(*, store: Store, bus: Bus, history: int = 500) -> web.Application:
     app.cleanup_ctx.append(vendors_ctx)
     app.on_shutdown.append(going_away)
     routes.setup(app)
+    return app
+
+
+def make_health_app(*, roles: tuple[str, ...], ready: Callable[[], str | None]) -> web.Application:
+    """``/healthz`` and ``/readyz`` for a process of other roles; ``ready()`` says why not."""
+    app = web.Application(middlewares=[json_errors])
+    app[ROLES] = roles
+    app[NOT_READY] = ready
+    routes.setup_health(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from stream.contract import Bus, Store
@@ -11,4 +13,7 @@ from web.vendors import VendorBoard
 STORE: web.AppKey[Store] = web.AppKey("store")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
+#: For a process without the web role: why it is not ready (None when it is).
+NOT_READY: web.AppKey[Callable[[], str | None]] = web.AppKey("not_ready")
+ROLES: web.AppKey[tuple[str, ...]] = web.AppKey("roles")
 VENDOR_BOARD: web.AppKey[VendorBoard] = web.AppKey("vendor_board")

@@ -19,3 +19,9 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/symbols/{symbol}/candles", api.candles)
     app.router.add_get("/api/v1/deadletters", api.deadletters)
     app.router.add_get("/api/v1/vendors", api.vendors)
+
+
+def setup_health(app: web.Application) -> None:
+    """A process without the web role answers health checks only."""
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.role_readyz)

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import count, repeat
 
-from stream.contract import Record
+from stream.contract import Record, Revoked
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,10 @@ class MemoryBus:
     async def producer(self) -> MemoryProducer:
         return MemoryProducer(self)
 
-    async def consumer(self, topic: str, *, group: str | None) -> MemoryConsumer:
+    async def consumer(
+        self, topic: str, *, group: str | None, on_revoke: Revoked | None = None
+    ) -> MemoryConsumer:
+        """``on_revoke`` is accepted for the port and never called: one queue is never split."""
         t = self.topic(topic)
         if group is None:
             queue = _Queue(self.capacity)

@@ -15,10 +15,12 @@ from stream.contract.codec import (
     encode_vendor_status,
 )
 from stream.contract.errors import (
+    BusError,
     DecodeError,
     InvalidSymbol,
     PricestreamError,
     StoreError,
+    StoreUnavailable,
     UnknownResolution,
 )
 from stream.contract.model import (
@@ -39,6 +41,7 @@ from stream.contract.ports import (
     Consumer,
     Producer,
     Record,
+    Revoked,
     Store,
     SymbolState,
 )
@@ -57,6 +60,7 @@ __all__ = [
     "VENDORS",
     "VENDOR_TICKS",
     "Bus",
+    "BusError",
     "Candle",
     "Consumer",
     "DailyBoundary",
@@ -66,8 +70,10 @@ __all__ = [
     "PricestreamError",
     "Producer",
     "Record",
+    "Revoked",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "SymbolState",
     "Tick",
     "UnknownResolution",

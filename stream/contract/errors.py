@@ -5,6 +5,10 @@
   - ``InvalidSymbol`` (also ``ValueError``): a symbol not of the ``XAU-USD`` form.
   - ``UnknownResolution`` (also ``LookupError``): a resolution name outside ``RESOLUTIONS``.
   - ``StoreError``: the store could not complete an operation; carries the operation in its text.
+    - ``StoreUnavailable``: the store cannot be reached right now; the same call may succeed
+      later, so callers that must not lose data retry it.
+  - ``BusError``: the bus refused an operation (a topic cannot be created, a broker rejects a
+    setting); carries the operation in its text.
 """
 
 from __future__ import annotations
@@ -28,3 +32,11 @@ class UnknownResolution(PricestreamError, LookupError):
 
 class StoreError(PricestreamError):
     """A store operation failed; the message names the operation and the cause is chained."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (network, failover, timeout); retrying may succeed."""
+
+
+class BusError(PricestreamError):
+    """The bus could not complete an operation; the message names it and the cause is chained."""

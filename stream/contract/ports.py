@@ -6,7 +6,7 @@ above the adapters knows which one it runs on; one contract test suite runs agai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -61,15 +61,23 @@ class Consumer(Protocol):
     async def close(self) -> None: ...
 
 
+#: Called with the partitions a group consumer is about to lose, before another member of the
+#: group can read them: the owner flushes and commits what it holds for them, then forgets it.
+Revoked = Callable[[frozenset[int]], Awaitable[None]]
+
+
 class Bus(Protocol):
     async def producer(self) -> Producer: ...
 
-    async def consumer(self, topic: str, *, group: str | None) -> Consumer:
+    async def consumer(
+        self, topic: str, *, group: str | None, on_revoke: Revoked | None = None
+    ) -> Consumer:
         """A consumer of ``topic``.
 
         With a ``group``, consumers of the same group share the topic's partitions (each record
-        reaches one of them). With ``group=None`` the consumer sees every record published
-        after it started (fan-out, as each web node reads ``updates``).
+        reaches one of them), and ``on_revoke`` runs before partitions move to another member.
+        With ``group=None`` the consumer sees every record published after it started (fan-out,
+        as each web node reads ``updates``).
         """
         ...
 

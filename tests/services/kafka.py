@@ -128,6 +128,11 @@ logger.config.level = WARN
 """
 
 
+#: Broker settings that let test consumer groups use short sessions (``session_timeout_ms`` of
+#: one or two seconds), so a killed member is noticed within seconds rather than ten.
+FAST_GROUPS = {"group.min.session.timeout.ms": "1000"}
+
+
 class KafkaBroker(ServerProcess):
     """One KRaft Kafka node on 127.0.0.1; see the module docstring.
 

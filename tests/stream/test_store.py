@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -9,21 +10,34 @@ import pytest
 
 from stream.contract import Candle, DeadLetter, Store, SymbolState, Tick
 from stream.contract.resolutions import DAY_MS, MINUTE_MS
+from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
+from tests.services.mongo import MongoServer
 
 Opener = Callable[[Path], Awaitable[Store]]
+RETENTION: dict[str, int | None] = {"1m": DAY_MS, "1d": None}
+
+#: 2100-01-01: candle times far enough ahead that MongoDB's TTL monitor never removes them while
+#: a test runs, so only ``purge`` (given its own "now") decides what is past retention.
+T0 = 4_102_444_800_000
 
 
-async def _sqlite(tmp: Path) -> Store:
-    return await SqliteStore.open(tmp / "store.db", retention_ms={"1m": DAY_MS, "1d": None})
-
-
-BACKENDS: dict[str, Opener] = {"sqlite": _sqlite}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["sqlite", "mongo"])
 def opener(request: pytest.FixtureRequest) -> Opener:
-    return BACKENDS[request.param]
+    if request.param == "sqlite":
+
+        async def sqlite(tmp: Path) -> Store:
+            return await SqliteStore.open(tmp / "store.db", retention_ms=RETENTION)
+
+        return sqlite
+    server: MongoServer = request.getfixturevalue("mongo_server")
+
+    async def mongo(tmp: Path) -> Store:
+        # One database per test directory: reopening the same directory finds the same data.
+        database = "t" + hashlib.sha1(str(tmp).encode()).hexdigest()[:16]
+        return await MongoStore.open(server.uri, database=database, retention_ms=RETENTION)
+
+    return mongo
 
 
 @pytest.fixture
@@ -41,24 +55,24 @@ def candle(start_ms: int, *, symbol: str = "XAU-USD", res: str = "1m", close: fl
 
 def state(symbol: str = "XAU-USD", *, pos: int = 7, price: float = 2.5) -> SymbolState:
     tick = Tick(symbol, "v", price - 0.1, price + 0.1, price, 1_000, 1_001, None, 9)
-    return SymbolState(symbol, tick, 1_000, pos, {"ticks": 4, "1m": 2}, [candle(0, closed=False)])
+    return SymbolState(symbol, tick, 1_000, pos, {"ticks": 4, "1m": 2}, [candle(T0, closed=False)])
 
 
 async def test_written_candles_read_back_oldest_first(store: Store) -> None:
-    await store.write([candle(2 * MINUTE_MS), candle(0), candle(MINUTE_MS)], [])
+    await store.write([candle(T0 + 2 * MINUTE_MS), candle(T0), candle(T0 + MINUTE_MS)], [])
     got = await store.candles("XAU-USD", "1m")
-    assert [c.start_ms for c in got] == [0, MINUTE_MS, 2 * MINUTE_MS]
-    assert got[0] == candle(0)
+    assert [c.start_ms for c in got] == [T0, T0 + MINUTE_MS, T0 + 2 * MINUTE_MS]
+    assert got[0] == candle(T0)
 
 
 async def test_upsert_replaces_a_candle_by_symbol_res_and_start(store: Store) -> None:
-    await store.write([candle(0, close=2.0, closed=False)], [])
-    await store.write([candle(0, close=2.7, closed=True, ticks=9)], [])
-    assert await store.candles("XAU-USD", "1m") == [candle(0, close=2.7, closed=True, ticks=9)]
+    await store.write([candle(T0, close=2.0, closed=False)], [])
+    await store.write([candle(T0, close=2.7, closed=True, ticks=9)], [])
+    assert await store.candles("XAU-USD", "1m") == [candle(T0, close=2.7, closed=True, ticks=9)]
 
 
 async def test_writing_the_same_batch_twice_changes_nothing(store: Store) -> None:
-    batch = [candle(0), candle(MINUTE_MS)]
+    batch = [candle(T0), candle(T0 + MINUTE_MS)]
     await store.write(batch, [state()])
     await store.write(batch, [state()])
     assert await store.candles("XAU-USD", "1m") == batch
@@ -67,7 +81,7 @@ async def test_writing_the_same_batch_twice_changes_nothing(store: Store) -> Non
 
 async def test_candles_are_kept_apart_by_symbol_and_resolution(store: Store) -> None:
     await store.write(
-        [candle(0), candle(0, symbol="XAG-USD", close=9.0), candle(0, res="1d", close=5.0)], []
+        [candle(T0), candle(T0, symbol="XAG-USD", close=9.0), candle(T0, res="1d", close=5.0)], []
     )
     assert [c.close for c in await store.candles("XAG-USD", "1m")] == [9.0]
     assert [c.close for c in await store.candles("XAU-USD", "1d")] == [5.0]
@@ -89,15 +103,15 @@ async def test_candles_are_kept_apart_by_symbol_and_resolution(store: Store) -> 
 async def test_candle_range_and_limit(
     store: Store, start_ms: int | None, end_ms: int | None, limit: int, expected: list[int]
 ) -> None:
-    await store.write([candle(i * MINUTE_MS) for i in range(5)], [])
+    await store.write([candle(T0 + i * MINUTE_MS) for i in range(5)], [])
     got = await store.candles(
         "XAU-USD",
         "1m",
-        start_ms=None if start_ms is None else start_ms * MINUTE_MS,
-        end_ms=None if end_ms is None else end_ms * MINUTE_MS,
+        start_ms=None if start_ms is None else T0 + start_ms * MINUTE_MS,
+        end_ms=None if end_ms is None else T0 + end_ms * MINUTE_MS,
         limit=limit,
     )
-    assert [c.start_ms // MINUTE_MS for c in got] == expected
+    assert [(c.start_ms - T0) // MINUTE_MS for c in got] == expected
 
 
 async def test_symbol_state_round_trips_and_is_replaced(store: Store) -> None:
@@ -114,18 +128,18 @@ async def test_states_lists_every_symbol_in_order(store: Store) -> None:
 
 async def test_data_survives_closing_and_reopening(opener: Opener, tmp_path: Path) -> None:
     first = await opener(tmp_path)
-    await first.write([candle(0)], [state()])
+    await first.write([candle(T0)], [state()])
     await first.close()
     second = await opener(tmp_path)
     try:
-        assert await second.candles("XAU-USD", "1m") == [candle(0)]
+        assert await second.candles("XAU-USD", "1m") == [candle(T0)]
         assert await second.state("XAU-USD") == state()
     finally:
         await second.close()
 
 
 async def test_purge_drops_closed_candles_past_their_retention_only(store: Store) -> None:
-    now = 10 * DAY_MS
+    now = T0 + 10 * DAY_MS
     old, recent = now - 2 * DAY_MS, now - MINUTE_MS * 10
     await store.write(
         [

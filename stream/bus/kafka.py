@@ -1,0 +1,371 @@
+"""The Apache Kafka bus (aiokafka): the distributed backend of the ``Bus`` port.
+
+- Topics keep their logical names in the code (``ticks``, ``updates``, ``deadletter``); the bus
+  maps them to configured Kafka names, partition counts and retention, and creates the missing
+  ones at ``start``. An existing topic is used as it is (a warning names any difference).
+- One idempotent producer per bus, ``acks=all``. ``send_many`` builds one record batch per
+  partition with the same murmur2 key hashing as the Java client, so a symbol's ticks land on
+  one partition whichever client wrote them.
+- A group consumer commits only what it was told to (``commit`` after the owner's store write)
+  and runs the owner's ``on_revoke`` before its partitions move, so the next owner starts from
+  flushed state. A group-less consumer reads every partition from the end: fan-out.
+
+Errors from the client are raised as ``BusError`` with the operation named, except while the
+broker is merely unreachable: then sends wait (bounded by ``request_timeout_ms``) and polls
+return nothing until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+from aiokafka.partitioner import murmur2
+
+from stream.contract import DEADLETTER, TICKS, UPDATES, BusError, Record, Revoked
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """How one logical topic looks in Kafka."""
+
+    name: str
+    partitions: int
+    retention_ms: int | None = None  # None: the broker's default
+
+    def new_topic(self, replication_factor: int) -> NewTopic:
+        configs = {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
+        return NewTopic(self.name, self.partitions, replication_factor, topic_configs=configs)
+
+
+def default_topics() -> dict[str, TopicSpec]:
+    return {
+        TICKS: TopicSpec(TICKS, 6, 7 * 86_400_000),
+        UPDATES: TopicSpec(UPDATES, 3, 86_400_000),
+        DEADLETTER: TopicSpec(DEADLETTER, 1, 30 * 86_400_000),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaOptions:
+    bootstrap: str = "127.0.0.1:9092"
+    client_id: str = "pricestream"
+    topics: Mapping[str, TopicSpec] = field(default_factory=default_topics)
+    replication_factor: int = 1
+    linger_ms: int = 5
+    max_batch_bytes: int = 512 * 1024
+    request_timeout_ms: int = 30_000
+    session_timeout_ms: int = 10_000
+    fetch_max_bytes: int = 16 * 1024 * 1024
+
+
+@lru_cache(maxsize=65_536)
+def _partition_of(key: bytes, partitions: int) -> int:
+    # The Java client's default partitioner; cached because symbols repeat and murmur2 is Python.
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class KafkaProducer:
+    """Sends return once the client holds the records; ``flush`` once the broker has them all.
+
+    The client retries a failed delivery until ``request_timeout_ms``; a delivery that still
+    fails is raised by the next ``flush``, so a caller that commits after flushing never
+    commits past a lost record.
+    """
+
+    def __init__(self, bus: KafkaBus, producer: AIOKafkaProducer) -> None:
+        self._bus = bus
+        self._producer = producer
+        self._partitions: dict[str, int] = {}
+        self._deliveries: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
+        name = self._bus.name(topic)
+        try:
+            self._track(await self._producer.send(name, value, key=key))
+        except KafkaError as exc:
+            raise BusError(f"send to {name}: {exc!r}") from exc
+
+    def _track(self, delivery: asyncio.Future[Any]) -> None:
+        deliveries = self._deliveries
+        deliveries.append(delivery)
+        if len(deliveries) >= 4_096:  # keep the list short between flushes
+            failed = [d for d in deliveries if d.done() and d.exception() is not None]
+            self._deliveries = failed + [d for d in deliveries if not d.done()]
+
+    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+        if not items:
+            return
+        name = self._bus.name(topic)
+        partitions = self._partitions.get(name)
+        if partitions is None:
+            partitions = self._partitions[name] = await self._count_partitions(name)
+        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+        spread = 0
+        for key, value in items:
+            if key is None:
+                part, spread = spread % partitions, spread + 1
+            else:
+                part = _partition_of(key, partitions)
+            group = by_partition.get(part)
+            if group is None:
+                by_partition[part] = [(key, value)]
+            else:
+                group.append((key, value))
+        try:
+            for part, group in by_partition.items():
+                await self._send_partition(name, part, group)
+        except KafkaError as exc:
+            raise BusError(f"send {len(items)} records to {name}: {exc!r}") from exc
+
+    async def _send_partition(
+        self, name: str, partition: int, items: list[tuple[bytes | None, bytes]]
+    ) -> None:
+        batch = self._producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                self._track(await self._producer.send_batch(batch, name, partition=partition))
+                batch = self._producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise BusError(f"a record of {len(value)} bytes does not fit a batch of {name}")
+        if batch.record_count():
+            self._track(await self._producer.send_batch(batch, name, partition=partition))
+
+    async def _count_partitions(self, name: str) -> int:
+        try:
+            found = await self._producer.partitions_for(name)
+        except KafkaError as exc:
+            raise BusError(f"partitions of {name}: {exc!r}") from exc
+        return len(found)
+
+    async def flush(self) -> None:
+        deliveries, self._deliveries = self._deliveries, []
+        try:
+            await self._producer.flush()
+        except KafkaError as exc:
+            raise BusError(f"flush: {exc!r}") from exc
+        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            raise BusError(
+                f"{len(failed)} of {len(outcomes)} batches were not delivered: {failed[0]!r}"
+            ) from failed[0]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: KafkaConsumer, on_revoke: Revoked | None) -> None:
+        self._consumer = consumer
+        self._on_revoke = on_revoke
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        parts = frozenset(tp.partition for tp in revoked)
+        if not parts:
+            return
+        log.info("partitions %s of %s revoked", sorted(parts), self._consumer.topic)
+        if self._on_revoke is not None:
+            await self._on_revoke(parts)
+        self._consumer.forget(parts)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in assigned)
+        log.info("partitions %s of %s assigned", parts, self._consumer.topic)
+
+
+class KafkaConsumer:
+    def __init__(self, topic: str, name: str, consumer: AIOKafkaConsumer, group: str | None):
+        self.topic = topic
+        self.name = name
+        self.durable = group is not None
+        self._consumer = consumer
+        self._group = group
+        self._next: dict[TopicPartition, int] = {}  # the next offset after what poll returned
+        self._closed = False
+
+    async def poll(self, *, max_records: int, timeout_ms: int) -> list[Record]:
+        try:
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise BusError(f"poll {self.name}: {exc!r}") from exc
+        out: list[Record] = []
+        topic = self.topic
+        for tp, messages in batches.items():
+            if not messages:
+                continue
+            part = tp.partition
+            out.extend(Record(topic, part, m.offset, m.key, m.value) for m in messages)
+            self._next[tp] = messages[-1].offset + 1
+        return out
+
+    async def commit(self) -> None:
+        if self._group is None or not self._next:
+            return
+        offsets, self._next = self._next, {}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved these partitions on; their next owner replays from the last commit
+            # and recognises what this worker already stored by the positions in its states.
+            log.warning("commit of %s skipped after a rebalance: %s", self.name, exc)
+        except KafkaError as exc:
+            raise BusError(f"commit {self.name}: {exc!r}") from exc
+
+    def forget(self, partitions: frozenset[int]) -> None:
+        self._next = {tp: o for tp, o in self._next.items() if tp.partition not in partitions}
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._consumer.stop()
+
+
+class KafkaBus:
+    """The bus on an Apache Kafka cluster; call ``start`` before use and ``close`` after."""
+
+    def __init__(self, options: KafkaOptions) -> None:
+        self.options = options
+        self._producer: AIOKafkaProducer | None = None
+        self._consumers: list[KafkaConsumer] = []
+
+    def name(self, topic: str) -> str:
+        spec = self.options.topics.get(topic)
+        return topic if spec is None else spec.name
+
+    async def start(self, *, timeout_s: float = 60.0) -> None:
+        """Create the missing topics; retry while the cluster is still coming up."""
+        opts = self.options
+        last: BaseException | None = None
+        delay_s = 0.2
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    try:
+                        await self._ensure_topics()
+                        return
+                    except (KafkaError, OSError) as exc:
+                        last = exc
+                        log.warning("Kafka at %s not ready (%r); retrying", opts.bootstrap, exc)
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(delay_s * 2, 2.0)
+        except TimeoutError:
+            why = repr(last) if last else "its topics have no leader yet"
+            raise BusError(
+                f"Kafka at {opts.bootstrap} not ready within {timeout_s:.0f}s: {why}"
+            ) from last
+
+    async def _ensure_topics(self) -> None:
+        opts = self.options
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=opts.bootstrap, client_id=f"{opts.client_id}-admin"
+        )
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [s for s in opts.topics.values() if s.name not in existing]
+            if missing:
+                new = [s.new_topic(opts.replication_factor) for s in missing]
+                response = await admin.create_topics(new)
+                for error in response.to_object()["topic_errors"]:
+                    code = error["error_code"]
+                    # Already there: another role created it at the same moment.
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        raise BusError(
+                            f"cannot create topic {error['topic']}: {for_code(code).__name__}"
+                            f" {error.get('error_message') or ''}".rstrip()
+                        )
+                log.info("created topics %s", ", ".join(s.name for s in missing))
+            await self._check_partitions(admin, list(opts.topics.values()))
+        finally:
+            await admin.close()
+
+    async def _check_partitions(self, admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+        """Wait until every partition has a leader; warn where the count differs from ours."""
+        names = [s.name for s in specs]
+        while True:
+            described: list[dict[str, Any]] = await admin.describe_topics(names)
+            led = all(
+                d["error_code"] == 0 and d["partitions"]
+                and all(p["leader"] >= 0 for p in d["partitions"])
+                for d in described
+            )  # fmt: skip
+            if led:
+                break
+            await asyncio.sleep(0.1)  # bounded by the timeout of ``start``
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        for spec in specs:
+            have = counts.get(spec.name)
+            if have is not None and have != spec.partitions:
+                log.warning(
+                    "topic %s has %d partitions, the configuration asks for %d; using %d",
+                    spec.name, have, spec.partitions, have,
+                )  # fmt: skip
+
+    async def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            opts = self.options
+            producer = AIOKafkaProducer(
+                bootstrap_servers=opts.bootstrap,
+                client_id=opts.client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=opts.linger_ms,
+                max_batch_size=opts.max_batch_bytes,
+                request_timeout_ms=opts.request_timeout_ms,
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                raise BusError(f"start producer on {opts.bootstrap}: {exc!r}") from exc
+            self._producer = producer
+        return KafkaProducer(self, self._producer)
+
+    async def consumer(
+        self, topic: str, *, group: str | None, on_revoke: Revoked | None = None
+    ) -> KafkaConsumer:
+        opts = self.options
+        name = self.name(topic)
+        client = AIOKafkaConsumer(
+            bootstrap_servers=opts.bootstrap,
+            client_id=opts.client_id,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if group is not None else "latest",
+            fetch_max_bytes=opts.fetch_max_bytes,
+            max_partition_fetch_bytes=opts.fetch_max_bytes,
+            request_timeout_ms=opts.request_timeout_ms,
+            session_timeout_ms=opts.session_timeout_ms,
+            heartbeat_interval_ms=max(opts.session_timeout_ms // 4, 100),
+        )
+        wrapper = KafkaConsumer(topic, name, client, group)
+        client.subscribe([name], listener=_Listener(wrapper, on_revoke))
+        try:
+            await client.start()
+        except KafkaError as exc:
+            await client.stop()
+            raise BusError(f"start consumer of {name} on {opts.bootstrap}: {exc!r}") from exc
+        self._consumers.append(wrapper)
+        return wrapper
+
+    async def close(self) -> None:
+        for consumer in self._consumers:
+            await consumer.close()
+        self._consumers.clear()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()

@@ -1,0 +1,149 @@
+"""The Kafka bus against a real broker: topics, key order, commits, fan-out and rebalances."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.partitioner import DefaultPartitioner
+
+from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
+from stream.contract import Record
+from tests.services.kafka import KafkaBroker
+
+
+def options(broker: KafkaBroker, *, partitions: int = 3) -> KafkaOptions:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"t": TopicSpec(f"t-{suffix}", partitions, 3_600_000)}
+    return KafkaOptions(bootstrap=broker.bootstrap, client_id=f"test-{suffix}", topics=topics)
+
+
+@pytest.fixture
+async def bus(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaBus]:
+    bus = KafkaBus(options(kafka_broker))
+    await bus.start(timeout_s=30)
+    yield bus
+    await bus.close()
+
+
+async def drain(consumer: object, want: int, *, seconds: float = 20) -> list[Record]:
+    """Poll until ``want`` records arrived (bounded by ``seconds``)."""
+    poll = consumer.poll  # type: ignore[attr-defined]
+    out: list[Record] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while len(out) < want and loop.time() < deadline:
+        out += await poll(max_records=1_000, timeout_ms=200)
+    return out
+
+
+async def test_start_creates_missing_topics_with_partitions_and_retention(
+    kafka_broker: KafkaBroker,
+) -> None:
+    opts = options(kafka_broker, partitions=4)
+    bus = KafkaBus(opts)
+    await bus.start(timeout_s=30)
+    await bus.start(timeout_s=30)  # again: the topic exists now, nothing to do
+    await bus.close()
+    admin = kafka_broker.admin()
+    await admin.start()
+    try:
+        name = opts.topics["t"].name
+        [described] = await admin.describe_topics([name])
+        assert len(described["partitions"]) == 4
+        [configs] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        [resource] = configs.to_object()["resources"]
+        entries = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+        assert entries["retention.ms"] == "3600000"
+    finally:
+        await admin.close()
+
+
+async def test_a_key_stays_on_one_partition_in_order_as_the_java_client_places_it(
+    bus: KafkaBus,
+) -> None:
+    consumer = await bus.consumer("t", group="g1")
+    producer = await bus.producer()
+    keys = [b"XAU-USD", b"XAG-USD", b"XPT-USD", b"XPD-USD"]
+    items = [(keys[i % 4], f"{i}".encode()) for i in range(400)]
+    await producer.send_many("t", items)
+    await producer.flush()
+    got = await drain(consumer, 400)
+    assert len(got) == 400
+    for key in keys:
+        mine = [r for r in got if r.key == key]
+        assert len({r.partition for r in mine}) == 1
+        assert [int(r.value) for r in mine] == [int(v) for k, v in items if k == key]
+        expected = DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2])
+        assert mine[0].partition == expected
+    assert consumer.durable
+
+
+async def test_a_group_resumes_after_its_last_commit_and_redelivers_the_rest(
+    bus: KafkaBus,
+) -> None:
+    producer = await bus.producer()
+    await producer.send_many("t", [(b"k", str(i).encode()) for i in range(10)])
+    await producer.flush()
+    first = await bus.consumer("t", group="resume")
+    got = await drain(first, 10)
+    assert [int(r.value) for r in got] == list(range(10))
+    await first.commit()
+    await producer.send_many("t", [(b"k", str(i).encode()) for i in range(10, 15)])
+    await producer.flush()
+    assert len(await drain(first, 5)) == 5  # read, never committed
+    await first.close()
+    second = await bus.consumer("t", group="resume")
+    again = await drain(second, 5)
+    assert [int(r.value) for r in again] == list(range(10, 15))
+
+
+async def test_fanout_consumers_each_see_every_record_published_after_they_start(
+    bus: KafkaBus,
+) -> None:
+    producer = await bus.producer()
+    await producer.send_many("t", [(b"old", b"before")])
+    await producer.flush()
+    a = await bus.consumer("t", group=None)
+    b = await bus.consumer("t", group=None)
+    assert not a.durable
+    await asyncio.sleep(1.0)  # both have their partitions' end offsets
+    await producer.send_many("t", [(f"k{i}".encode(), str(i).encode()) for i in range(30)])
+    await producer.flush()
+    for consumer in (a, b):
+        got = await drain(consumer, 30)
+        assert sorted(int(r.value) for r in got) == list(range(30))
+
+
+async def test_a_member_flushes_in_on_revoke_before_a_new_member_reads_its_partitions(
+    bus: KafkaBus,
+) -> None:
+    revoked: list[frozenset[int]] = []
+    holder: list[object] = []
+
+    async def on_revoke(parts: frozenset[int]) -> None:
+        revoked.append(parts)
+        await holder[0].commit()  # type: ignore[attr-defined]
+
+    first = await bus.consumer("t", group="rebal", on_revoke=on_revoke)
+    holder.append(first)
+    producer = await bus.producer()
+    await producer.send_many("t", [(f"k{i}".encode(), str(i).encode()) for i in range(60)])
+    await producer.flush()
+    assert len(await drain(first, 60)) == 60  # all three partitions, not committed yet
+    second = await bus.consumer("t", group="rebal")
+    # Keep the first member polling so it takes part in the rebalance.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    late: list[Record] = []
+    while not revoked and loop.time() < deadline:
+        await first.poll(max_records=100, timeout_ms=100)
+        late += await second.poll(max_records=100, timeout_ms=100)
+    assert revoked == [frozenset({0, 1, 2})]
+    for _ in range(20):  # the second member got partitions, and nothing to re-read in them
+        late += await second.poll(max_records=100, timeout_ms=100)
+        late += await first.poll(max_records=100, timeout_ms=100)
+    assert late == []

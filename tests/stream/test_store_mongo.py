@@ -1,0 +1,96 @@
+"""What the MongoDB store does beyond the shared contract, against nx-27017 and the real driver."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from stream.contract import Candle, StoreUnavailable, SymbolState, Tick
+from stream.contract.resolutions import DAY_MS, MINUTE_MS
+from stream.store.mongo import MongoStore
+from tests.services.mongo import MongoServer
+
+T0 = 4_102_444_800_000  # 2100-01-01, out of the TTL monitor's reach
+
+
+def candle(start_ms: int, *, res: str = "1m", closed: bool = True) -> Candle:
+    return Candle("XAU-USD", res, start_ms, start_ms + MINUTE_MS, 1.0, 3.0, 0.5, 2.0, 3,
+                  start_ms + 1, start_ms + 59_000, closed)  # fmt: skip
+
+
+@pytest.fixture
+async def store(mongo_server: MongoServer) -> AsyncIterator[MongoStore]:
+    s = await MongoStore.open(
+        mongo_server.uri,
+        database=f"m{uuid.uuid4().hex[:12]}",
+        retention_ms={"1m": DAY_MS, "1d": None},
+        read_preference="secondaryPreferred",
+    )
+    yield s
+    await s.close()
+
+
+async def test_open_creates_the_unique_candle_key_and_the_retention_ttl_index(
+    store: MongoStore,
+) -> None:
+    indexes = await store.db.get_collection("candles").index_information()
+    keys = {tuple(k for k, _ in info["key"]): info for info in indexes.values()}
+    assert keys[("symbol", "res", "start_ms")]["unique"] is True
+    assert keys[("expire_at",)]["expireAfterSeconds"] == 0
+
+
+async def test_closed_candles_expire_after_their_resolution_retention_open_ones_never(
+    store: MongoStore,
+) -> None:
+    await store.write([candle(T0), candle(T0 + MINUTE_MS, closed=False), candle(T0, res="1d")], [])
+    docs = {d["_id"]: d async for d in store.db.get_collection("candles").find({})}
+    closed = docs[f"XAU-USD|1m|{T0}"]
+    expected = dt.datetime.fromtimestamp((T0 + MINUTE_MS + DAY_MS) / 1000, dt.UTC)
+    assert closed["expire_at"] == expected
+    assert "expire_at" not in docs[f"XAU-USD|1m|{T0 + MINUTE_MS}"]
+    assert "expire_at" not in docs[f"XAU-USD|1d|{T0}"]  # kept forever
+
+
+async def test_quotes_hold_the_latest_tick_per_symbol_for_plain_readers(store: MongoStore) -> None:
+    tick = Tick("XAU-USD", "sim-alpha", 2400.1, 2400.5, 2400.3, T0, T0 + 4, None, 17)
+    await store.write([], [SymbolState("XAU-USD", tick, T0, 5, {"ticks": 1}, [])])
+    quote = await store.db.get_collection("quotes").find_one("XAU-USD")
+    assert quote is not None
+    assert (quote["bid"], quote["ask"], quote["price"], quote["vendor"]) == (
+        2400.1, 2400.5, 2400.3, "sim-alpha",
+    )  # fmt: skip
+    assert quote["ts_ms"] == T0
+
+
+async def test_reads_use_the_configured_read_preference(store: MongoStore) -> None:
+    assert store.read_preference == "secondaryPreferred"
+    await store.write([candle(T0)], [])
+    assert await store.candles("XAU-USD", "1m") == [candle(T0)]
+
+
+async def test_an_unknown_read_preference_is_refused_with_the_choices(
+    mongo_server: MongoServer,
+) -> None:
+    with pytest.raises(ValueError, match="secondaryPreferred"):
+        await MongoStore.open(mongo_server.uri, read_preference="secondaries")
+
+
+async def test_an_unreachable_server_raises_store_unavailable_so_callers_retry(
+    tmp_path: Path,
+) -> None:
+    async with MongoServer(tmp_path) as mongo:
+        store = await MongoStore.open(mongo.uri, database="down", timeout_ms=500)
+        try:
+            await store.write([candle(T0)], [])
+            await mongo.stop()
+            with pytest.raises(StoreUnavailable, match="write of 1 candles"):
+                await store.write([candle(T0 + MINUTE_MS)], [])
+            await mongo.start()
+            await store.write([candle(T0 + MINUTE_MS)], [])
+            assert len(await store.candles("XAU-USD", "1m")) == 2
+        finally:
+            await store.close()
