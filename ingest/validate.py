@@ -20,6 +20,8 @@ def problem(tick: Tick) -> str | None:
             return f"non-finite {name}: {value!r}"
         if value <= 0:
             return f"non-positive {name}: {value!r}"
+    if tick.ts_ms < 0:
+        return f"bad time: {tick.ts_ms} is before 1970"
     if tick.bid > tick.ask:
         return f"crossed quote: bid {tick.bid} > ask {tick.ask}"
     if tick.size is not None and (not math.isfinite(tick.size) or tick.size < 0):

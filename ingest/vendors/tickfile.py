@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import csv
 
-from ingest.vendors.base import Parsed, ParseFn, Quote, Reject, integer, number, obj, rejecting
+from ingest.vendors.base import (
+    Parsed,
+    ParseFn,
+    Quote,
+    Reject,
+    epoch_ms,
+    integer,
+    number,
+    obj,
+    rejecting,
+)
 
 
 def _quote(d: dict[str, object]) -> Quote:
@@ -18,12 +28,15 @@ def _quote(d: dict[str, object]) -> Quote:
         raise Reject("missing field: symbol")
     bid, ask = number(d, "bid", required=False), number(d, "ask", required=False)
     price = number(d, "price", required=bid is None or ask is None)
+    when = d.get("ts_ms")
+    if when is None:
+        raise Reject("missing field: ts_ms")
     return Quote(
         symbol,
         bid,
         ask,
         price,
-        integer(d, "ts_ms"),
+        epoch_ms(when, "ts_ms", unit="ms"),
         number(d, "size", required=False),
         integer(d, "seq", required=False),
     )

@@ -1,8 +1,13 @@
-"""Vendor profiles: each pure parser against its documented message shapes, then fuzzed."""
+"""Vendor profiles: each pure parser against its documented message shapes, then fuzzed.
+
+The fuzz tests run 150 examples each; `FUZZ_EXAMPLES=3000 pytest tests/ingest/test_vendors.py`
+searches harder (about two minutes).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import math
 from collections.abc import Callable
 
@@ -193,7 +198,11 @@ def check_total(fn: Callable[[bytes], Parsed], raw: bytes) -> None:
         assert parsed.detail
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
@@ -232,3 +241,10 @@ def test_fuzzing_reaches_prices_not_just_rejects() -> None:
         kinds = {PARSERS[name](raw).kind for raw in raws}
         assert Kind.REJECT not in kinds, name
     assert math.isclose(quote(PARSERS["csv"](VALID["csv"][0]))[1], 1.5)  # type: ignore[arg-type]
+
+
+def test_a_replayed_time_before_1970_is_a_reject_not_a_tick() -> None:
+    """Found by the fuzzer: a negative ``ts_ms`` used to pass as a time."""
+    parsed = parse_jsonl(b'{"symbol":"XAU-USD","ts_ms":-1,"price":1}')
+    assert parsed.kind is Kind.REJECT
+    assert parsed.detail.startswith("bad field: ts_ms")
