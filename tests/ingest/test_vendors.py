@@ -7,8 +7,8 @@ searches harder (about two minutes).
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 from collections.abc import Callable
 
 import orjson
