@@ -28,7 +28,6 @@ from aiohttp import web
 
 from ingest.collector import now_ms
 from ingest.replay import Progress
-from ingest.service import build as build_ingest
 from pricestream.settings import Settings, parse_duration_ms
 from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
 from stream.bus.memory import MemoryBus
@@ -243,6 +242,10 @@ def _start_ingest(
     started = [tasks.create_task(_flush_every(producer), name="producer-flush")]
     vendors = settings.collectors  # the configured vendors, else the simulator if enabled
     if vendors:
+        # Imported here: the collectors' libraries (websockets, ...) cost the other roles about
+        # 0.1 s of start-up for nothing.
+        from ingest.service import build as build_ingest
+
         ingest = build_ingest(vendors, settings.composite_config, producer, progress=on_progress)
         started.append(tasks.create_task(ingest.run(), name="ingest"))
     return started
