@@ -1,27 +1,43 @@
-"""The collector shell: publishes validated ticks to the bus and keeps per-vendor counters.
+"""The collector shell shared by every kind: feeds, publishing, backoff and status.
 
-A tick that fails validation is never dropped silently: it goes to the dead-letter topic with
-the reason, the vendor and its raw bytes, and is counted.
+- ``Feed`` is one configured vendor's path from raw message to bus: its profile's pure
+  ``parse``, the symbol map, the ``Gate`` (plausibility, time, duplicates, gaps, spikes), and its
+  ``VendorStats``. A message or quote that fails goes to the dead-letter topic with the reason,
+  the vendor and the raw message bytes, and is counted by reason: nothing is dropped silently.
+- ``Publisher`` sends accepted ticks keyed by symbol. With a ``Composite`` it sends vendor ticks
+  to ``vendor-ticks`` and the composite ticks to ``ticks`` (which the candles are made of);
+  without one, vendor ticks go to ``ticks``.
+- ``Backoff`` is jittered exponential backoff for reconnects; ``report_status`` publishes each
+  feed's ``VendorStatus`` on ``vendors`` every second, for ``GET /api/v1/vendors``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ingest.composite import Composite
 from ingest.simulator import Simulator
-from ingest.validate import problem
+from ingest.validate import Gate, Limits, Verdict, problem
+from ingest.vendors.base import Kind, ParseFn
 from stream.contract import (
     DEADLETTER,
     TICKS,
+    VENDOR_TICKS,
+    VENDORS,
     DeadLetter,
+    InvalidSymbol,
     Producer,
     Tick,
+    VendorStatus,
+    check_symbol,
     encode_deadletter,
     encode_tick,
+    encode_vendor_status,
 )
 
 log = logging.getLogger(__name__)
@@ -37,39 +53,291 @@ class VendorStats:
     published: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
     last_message_ms: int | None = None
+    duplicates: int = 0
+    gaps: int = 0
+    missed: int = 0
+    heartbeats: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    connected: bool = False
+    last_error: str | None = None
+
+    def reject(self, reason: str) -> None:
+        kind = reason.split(":", 1)[0]
+        self.rejects[kind] = self.rejects.get(kind, 0) + 1
 
 
 class Publisher:
-    """Validates ticks and sends them to ``ticks`` (key = symbol) in one batch per call."""
+    """Sends ticks to the bus (key = symbol) and letters to the dead-letter, one batch a call."""
 
-    def __init__(self, producer: Producer, *, clock_ms: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        *,
+        clock_ms: Callable[[], int] = now_ms,
+        composite: Composite | None = None,
+    ) -> None:
         self.producer = producer
         self.clock_ms = clock_ms
+        self.composite = composite
         self.stats: dict[str, VendorStats] = {}
+        self._vendor_topic = VENDOR_TICKS if composite is not None else TICKS
 
     async def publish(self, ticks: Sequence[Tick]) -> None:
-        good: list[tuple[bytes | None, bytes]] = []
-        letters: list[tuple[bytes | None, bytes]] = []
+        """Check ``ticks`` one by one (``problem``) and send them, counted per vendor."""
+        good: list[Tick] = []
+        letters: list[DeadLetter] = []
         now = self.clock_ms()
         for tick in ticks:
             stats = self.stats.get(tick.vendor) or self.stats.setdefault(tick.vendor, VendorStats())
             stats.messages += 1
             stats.last_message_ms = now
-            raw = encode_tick(tick)
             why = problem(tick)
             if why is None:
-                good.append((tick.symbol.encode(), raw))
+                good.append(tick)
                 stats.published += 1
                 continue
-            kind = why.split(":", 1)[0]
-            stats.rejects[kind] = stats.rejects.get(kind, 0) + 1
+            stats.reject(why)
             log.warning("rejected tick from %s: %s", tick.vendor, why)
-            letter = DeadLetter(why, f"vendor:{tick.vendor}", now, raw)
-            letters.append((None, encode_deadletter(letter)))
-        if good:
-            await self.producer.send_many(TICKS, good)
+            letters.append(DeadLetter(why, f"vendor:{tick.vendor}", now, encode_tick(tick)))
+        await self.send(good, letters)
+
+    async def send(self, ticks: Sequence[Tick], letters: Sequence[DeadLetter] = ()) -> None:
+        """Send accepted vendor ticks (and the composite ticks they make) and dead letters."""
+        if ticks:
+            await self.producer.send_many(
+                self._vendor_topic, [(t.symbol.encode(), encode_tick(t)) for t in ticks]
+            )
+            if self.composite is not None:
+                now = self.clock_ms()
+                update = self.composite.update
+                made = [c for c in (update(t, now) for t in ticks) if c is not None]
+                if made:
+                    await self.producer.send_many(
+                        TICKS, [(t.symbol.encode(), encode_tick(t)) for t in made]
+                    )
         if letters:
-            await self.producer.send_many(DEADLETTER, letters)
+            await self.producer.send_many(
+                DEADLETTER, [(None, encode_deadletter(d)) for d in letters]
+            )
+
+
+class Feed:
+    """One configured vendor: raw message -> parse -> symbol map -> gate -> publisher.
+
+    ``take`` is the synchronous part (no I/O; the receipt time is an argument), ``receive``
+    stamps the time and publishes. With ``symbols`` empty, any symbol of our form is accepted
+    (replay of our own recordings); otherwise only the mapped vendor symbols are.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        kind: str,
+        profile: str,
+        parse: ParseFn | None,
+        publisher: Publisher,
+        symbols: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        stale_after_ms: int = 10_000,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.profile = profile
+        self.parse = parse
+        self.publisher = publisher
+        self.symbols = dict(symbols or {})
+        self.gate = Gate(limits or Limits())
+        self.stale_after_ms = stale_after_ms
+        self.clock_ms = clock_ms
+        self.stats = VendorStats()
+        self.source = f"vendor:{name}"
+
+    def take(self, raw: bytes, recv_ms: int) -> tuple[list[Tick], list[DeadLetter]]:
+        """The accepted ticks and the dead letters of one raw vendor message."""
+        stats = self.stats
+        stats.messages += 1
+        stats.last_message_ms = recv_ms
+        assert self.parse is not None, "a feed without a parse function takes ticks only"
+        parsed = self.parse(raw)
+        kind = parsed.kind
+        if kind is Kind.DATA:
+            ticks: list[Tick] = []
+            letters: list[DeadLetter] = []
+            for q in parsed.quotes:
+                ours = self.symbols.get(q.symbol) if self.symbols else _ours(q.symbol)
+                if ours is None:
+                    why = f"unknown symbol: {q.symbol[:40]!r}"
+                    stats.reject(why)
+                    letters.append(DeadLetter(why, self.source, recv_ms, bytes(raw)))
+                    continue
+                price = q.price
+                if price is None:
+                    price = (q.bid + q.ask) / 2 if q.bid is not None and q.ask is not None else 0.0
+                tick = Tick(
+                    ours,
+                    self.name,
+                    price if q.bid is None else q.bid,
+                    price if q.ask is None else q.ask,
+                    price,
+                    recv_ms if q.ts_ms is None else q.ts_ms,
+                    recv_ms,
+                    q.size,
+                    q.seq,
+                )
+                ok = self._gate(tick, raw, letters)
+                if ok:
+                    ticks.append(tick)
+            return ticks, letters
+        if kind is Kind.HEARTBEAT:
+            stats.heartbeats += 1
+            self._alive(recv_ms)
+        elif kind is Kind.STATUS:
+            log.info("%s: %s", self.name, parsed.detail)
+        elif kind is Kind.ERROR:
+            stats.errors += 1
+            stats.last_error = parsed.detail
+            log.warning("%s: the vendor reports an error: %s", self.name, parsed.detail)
+        else:
+            stats.reject(parsed.detail)
+            log.warning("%s: rejected a message: %s", self.name, parsed.detail)
+            return [], [DeadLetter(parsed.detail, self.source, recv_ms, bytes(raw))]
+        return [], []
+
+    def take_ticks(
+        self, ticks: Sequence[Tick], recv_ms: int
+    ) -> tuple[list[Tick], list[DeadLetter]]:
+        """For sources that make ticks themselves (the simulator): gate them."""
+        self.stats.messages += len(ticks)
+        if ticks:
+            self.stats.last_message_ms = recv_ms
+        letters: list[DeadLetter] = []
+        good = [tick for tick in ticks if self._gate(tick, None, letters)]
+        return good, letters
+
+    def _gate(self, tick: Tick, raw: bytes | None, letters: list[DeadLetter]) -> bool:
+        verdict, why = self.gate.check(tick)
+        stats = self.stats
+        if verdict is Verdict.ACCEPT:
+            stats.published += 1
+            if self.gate.gap:
+                stats.gaps += 1
+                stats.missed += self.gate.gap
+                log.warning(
+                    "%s: sequence gap in %s: %d missing before %s",
+                    self.name, tick.symbol, self.gate.gap, tick.seq,
+                )  # fmt: skip
+            return True
+        if verdict is Verdict.DUPLICATE:
+            stats.duplicates += 1
+            if self.publisher.composite is not None:
+                self.publisher.composite.seen(tick)
+            return False
+        assert why is not None
+        stats.reject(why)
+        log.warning("%s: rejected %s: %s", self.name, tick.symbol, why)
+        body = encode_tick(tick) if raw is None else bytes(raw)
+        letters.append(DeadLetter(why, self.source, tick.recv_ms, body))
+        return False
+
+    async def receive(self, raw: bytes) -> None:
+        ticks, letters = self.take(raw, self.clock_ms())
+        if ticks or letters:
+            await self.publisher.send(ticks, letters)
+
+    def take_many(self, raws: Sequence[bytes], recv_ms: int) -> tuple[list[Tick], list[DeadLetter]]:
+        """``take`` for several messages received together."""
+        ticks: list[Tick] = []
+        letters: list[DeadLetter] = []
+        take = self.take
+        for raw in raws:
+            good, dead = take(raw, recv_ms)
+            ticks += good
+            letters += dead
+        return ticks, letters
+
+    async def receive_many(self, raws: Sequence[bytes]) -> None:
+        """Several messages received together, published in one batch."""
+        ticks, letters = self.take_many(raws, self.clock_ms())
+        if ticks or letters:
+            await self.publisher.send(ticks, letters)
+
+    async def receive_ticks(self, ticks: Sequence[Tick]) -> None:
+        good, letters = self.take_ticks(ticks, self.clock_ms())
+        if good or letters:
+            await self.publisher.send(good, letters)
+
+    def alive(self) -> None:
+        """A sign of life that carries no message (an HTTP 304): the feed is not silent."""
+        self.stats.last_message_ms = self.clock_ms()
+        self._alive(self.stats.last_message_ms)
+
+    def _alive(self, now: int) -> None:
+        if self.publisher.composite is not None:
+            self.publisher.composite.touch(self.name, now)
+
+    def connected(self, up: bool) -> None:
+        if up and not self.stats.connected:
+            log.info("%s: connected", self.name)
+        self.stats.connected = up
+
+    def failed(self, what: str) -> None:
+        """A connection or request failure: counted as an error, kept as the last error."""
+        self.stats.errors += 1
+        self.stats.last_error = what[:300]
+        log.warning("%s: %s", self.name, what)
+
+    def status(self, now: int) -> VendorStatus:
+        s = self.stats
+        stale = s.last_message_ms is None or now - s.last_message_ms > self.stale_after_ms
+        return VendorStatus(
+            self.name, self.kind, self.profile, now, s.connected, stale, s.last_message_ms,
+            s.messages, s.published, s.duplicates, s.gaps, s.missed, s.heartbeats, s.errors,
+            s.reconnects, dict(s.rejects), s.last_error,
+        )  # fmt: skip
+
+
+def _ours(symbol: str) -> str | None:
+    try:
+        return check_symbol(symbol)
+    except InvalidSymbol:
+        return None
+
+
+class Backoff:
+    """Jittered exponential backoff: ``min_ms`` doubling up to ``max_ms``, each delay drawn
+    uniformly from its upper half so that many collectors do not reconnect in step."""
+
+    def __init__(self, *, min_ms: int, max_ms: int, rng: random.Random | None = None) -> None:
+        self.min_ms = min_ms
+        self.max_ms = max_ms
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_ms(self) -> int:
+        ceiling = min(self.max_ms, self.min_ms * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        return int(ceiling / 2 + self._rng.random() * ceiling / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+async def report_status(
+    feeds: Sequence[Feed],
+    producer: Producer,
+    *,
+    interval_ms: int = 1_000,
+    clock_ms: Callable[[], int] = now_ms,
+) -> None:
+    """Publish every feed's ``VendorStatus`` on ``vendors`` every ``interval_ms``, forever."""
+    while True:
+        now = clock_ms()
+        items = [(f.name.encode(), encode_vendor_status(f.status(now))) for f in feeds]
+        await producer.send_many(VENDORS, items)
+        await asyncio.sleep(interval_ms / 1000)
 
 
 class SimulatorCollector:
@@ -78,13 +346,13 @@ class SimulatorCollector:
     def __init__(
         self,
         simulator: Simulator,
-        publisher: Publisher,
+        feed: Feed,
         *,
         interval_ms: int = 20,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.simulator = simulator
-        self.publisher = publisher
+        self.feed = feed
         self.interval_ms = interval_ms
         self.clock_ms = clock_ms
 
@@ -95,8 +363,14 @@ class SimulatorCollector:
             len(self.simulator.vendors),
             self.simulator.rate_hz,
         )
-        while True:
-            await asyncio.sleep(self.interval_ms / 1000)
-            ticks = self.simulator.advance(self.clock_ms())
-            if ticks:
-                await self.publisher.publish(ticks)
+        self.feed.connected(True)
+        try:
+            while True:
+                await asyncio.sleep(self.interval_ms / 1000)
+                ticks = self.simulator.advance(self.clock_ms())
+                if ticks:
+                    await self.feed.receive_ticks(ticks)
+                else:
+                    self.feed.alive()
+        finally:
+            self.feed.connected(False)

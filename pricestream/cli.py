@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pricestream import logs
@@ -24,6 +24,7 @@ examples:
   pricestream run                         # simulated metals feeds, open the printed URL
   pricestream run --port 9000 --data-dir /var/lib/pricestream
   pricestream run --config pricestream.toml
+  pricestream run --replay ticks.csv --speed 0   # replay recorded ticks as fast as possible
 
 Settings come from defaults, then --config FILE (TOML), then PRICESTREAM_<SECTION>_<KEY>
 environment variables (e.g. PRICESTREAM_STREAM_GRACE_MS=5000), then these flags."""
@@ -65,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", type=Path, help="a TOML settings file")
     run.add_argument("--no-simulator", action="store_true", help="do not start the simulated feeds")
+    run.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="replay recorded ticks (CSV or JSON lines) instead of the configured vendors",
+    )
+    run.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="replay speed factor: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible",
+    )
     for role in ROLES:
         one = sub.add_parser(
             role,
@@ -95,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     roles = ROLES if args.command == "run" else (args.command,)
     try:
         settings = Settings.load(args.config, os.environ, overrides)
+        if getattr(args, "replay", None) is not None:
+            settings = settings.replay(args.replay, speed=args.speed)
         if args.command not in ("run", "render") and settings.bus.kind == "memory":
             raise ConfigError(
                 f"bus.kind is 'memory', which lives inside one process; 'pricestream "
@@ -112,6 +127,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return uvloop.run(_run(settings, roles))
 
 
+def _progress_bar() -> Callable[[int, int], None] | None:
+    """Draw a replay's progress on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    shown = [-1]
+
+    def draw(done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if percent == shown[0]:
+            return
+        shown[0] = percent
+        bar = "#" * (percent // 2)
+        end = "\n" if done >= total else ""
+        print(f"\rreplay [{bar:<50}] {percent:3d}%", end=end, file=sys.stderr, flush=True)
+
+    return draw
+
+
 async def _run(settings: Settings, roles: tuple[str, ...]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,7 +160,9 @@ async def _run(settings: Settings, roles: tuple[str, ...]) -> int:
 
     failures: list[str] = []
     try:
-        await run_roles(settings, roles=roles, stop=stop, on_ready=ready)
+        await run_roles(
+            settings, roles=roles, stop=stop, on_ready=ready, on_progress=_progress_bar()
+        )
     except* OSError as group:  # the port is taken, the data dir is not writable, ...
         failures += [f"cannot start: {exc}" for exc in group.exceptions]
     except* PricestreamError as group:  # a role failed (the store, say): say which and why

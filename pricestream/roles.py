@@ -28,13 +28,23 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ingest.collector import Publisher, SimulatorCollector, now_ms
-from ingest.simulator import Simulator
+from ingest.collector import now_ms
+from ingest.replay import Progress
 from pricestream.settings import Settings, parse_duration_ms, render_config
 from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
 from stream.bus.memory import MemoryBus
 from stream.consumer import StreamWorker
-from stream.contract import DEADLETTER, TICKS, UPDATES, Bus, Producer, Store, StoreError
+from stream.contract import (
+    DEADLETTER,
+    TICKS,
+    UPDATES,
+    VENDOR_TICKS,
+    VENDORS,
+    Bus,
+    Producer,
+    Store,
+    StoreError,
+)
 from stream.deadletters import DeadLetterArchive
 from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
@@ -72,6 +82,9 @@ def kafka_options(settings: Settings) -> KafkaOptions:
             spec(TICKS, b.ticks_topic, b.ticks_partitions, b.ticks_retention),
             spec(UPDATES, b.updates_topic, b.updates_partitions, b.updates_retention),
             spec(DEADLETTER, b.deadletter_topic, b.deadletter_partitions, b.deadletter_retention),
+            # the vendors' own ticks beside the composite ones, and the vendor status snapshots
+            spec(VENDOR_TICKS, VENDOR_TICKS, b.ticks_partitions, b.ticks_retention),
+            spec(VENDORS, VENDORS, 1, "1d"),
         ]
     )
     return KafkaOptions(
@@ -129,8 +142,12 @@ async def run_roles(
     roles: Collection[str] = ROLES,
     stop: asyncio.Event,
     on_ready: Callable[[Running], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> None:
-    """Run ``roles`` until ``stop`` is set, then shut down cleanly."""
+    """Run ``roles`` until ``stop`` is set, then shut down cleanly.
+
+    ``on_progress(done_bytes, total_bytes)`` follows a replay vendor's file, if any.
+    """
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
@@ -138,7 +155,7 @@ async def run_roles(
         store = await open_store(settings) if {"stream", "web", "render"} & set(roles) else None
         try:
             await _serve(settings, tuple(r for r in ROLES if r in roles), bus, store, stop,
-                         on_ready)  # fmt: skip
+                         on_ready, on_progress)  # fmt: skip
         finally:
             if store is not None:
                 await store.close()
@@ -152,6 +169,7 @@ async def _serve(
     store: Store | None,
     stop: asyncio.Event,
     on_ready: Callable[[Running], None] | None,
+    on_progress: Progress | None = None,
 ) -> None:
     worker: StreamWorker | None = None
     archive: DeadLetterArchive | None = None
@@ -194,7 +212,7 @@ async def _serve(
             producer: Producer | None = None
             if "ingest" in roles:
                 producer = await bus.producer()
-                ingest += _start_ingest(settings, producer, tasks)
+                ingest += _start_ingest(settings, producer, tasks, on_progress)
             side: list[asyncio.Task[None]] = []
             if worker is not None and archive is not None and store is not None:
                 worker_task = tasks.create_task(worker.run(), name="stream")
@@ -222,16 +240,20 @@ async def _serve(
 
 
 def _start_ingest(
-    settings: Settings, producer: Producer, tasks: asyncio.TaskGroup
+    settings: Settings,
+    producer: Producer,
+    tasks: asyncio.TaskGroup,
+    on_progress: Progress | None,
 ) -> list[asyncio.Task[None]]:
     started = [tasks.create_task(_flush_every(producer), name="producer-flush")]
-    if settings.simulator.enabled:
-        sim = Simulator(rate_hz=settings.simulator.rate_hz, seed=settings.simulator.seed,
-                        start_ms=now_ms())  # fmt: skip
-        collector = SimulatorCollector(
-            sim, Publisher(producer), interval_ms=settings.simulator.interval_ms
-        )
-        started.append(tasks.create_task(collector.run(), name="simulator"))
+    vendors = settings.collectors  # the configured vendors, else the simulator if enabled
+    if vendors:
+        # Imported here: the collectors' libraries (websockets, ...) cost the other roles about
+        # 0.1 s of start-up for nothing.
+        from ingest.service import build as build_ingest
+
+        ingest = build_ingest(vendors, settings.composite_config, producer, progress=on_progress)
+        started.append(tasks.create_task(ingest.run(), name="ingest"))
     return started
 
 

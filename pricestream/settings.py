@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from ingest.config import CompositeConfig, VendorConfig, VendorConfigError, parse_vendors
 from render.service import RenderConfig
 from render.spec import parse_path
 from stream.contract import RESOLUTIONS, DailyBoundary
@@ -122,6 +123,14 @@ class Render:
 
 
 @dataclass(frozen=True, slots=True)
+class Composite:
+    enabled: bool = True
+    vendor: str = "composite"
+    rule: str = "median"
+    priority: str = ""  # vendor names, comma-separated, for rule "primary"
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     level: str = "info"
     format: str = "text"
@@ -144,6 +153,40 @@ class Settings:
     log: Log = field(default_factory=Log)
     render: Render = field(default_factory=Render)
     retention: dict[str, str] = field(default_factory=_default_retention)
+    composite: Composite = field(default_factory=Composite)
+    vendors: tuple[VendorConfig, ...] = ()
+
+    @property
+    def collectors(self) -> tuple[VendorConfig, ...]:
+        """The vendors to run: those configured, else the simulator unless it is disabled."""
+        if self.vendors:
+            return self.vendors
+        if not self.simulator.enabled:
+            return ()
+        sim = self.simulator
+        return (
+            VendorConfig(
+                "simulator", "simulator", seed=sim.seed, rate_hz=sim.rate_hz,
+                interval_ms=sim.interval_ms, stale_after_ms=3_000,
+            ),
+        )  # fmt: skip
+
+    @property
+    def composite_config(self) -> CompositeConfig:
+        c = self.composite
+        priority = tuple(p.strip() for p in c.priority.split(",") if p.strip())
+        return CompositeConfig(c.enabled, c.vendor, c.rule, priority)
+
+    def replay(self, path: Path, *, speed: float) -> Settings:
+        """These settings with one vendor, a replay of ``path`` (the simulator off)."""
+        try:
+            vendor = parse_vendors([{"name": "replay", "kind": "replay", "path": str(path),
+                                     "speed": speed}])  # fmt: skip
+        except VendorConfigError as exc:
+            raise ConfigError(f"--replay: {exc}") from None
+        if not path.is_file():
+            raise ConfigError(f"--replay: no such file: {path}")
+        return dataclasses.replace(self, vendors=vendor)
 
     @property
     def boundary(self) -> DailyBoundary:
@@ -163,6 +206,7 @@ class Settings:
         """Defaults, then the TOML file at ``path``, then ``environ``, then ``overrides``."""
         data: dict[str, dict[str, object]] = {}
         where: dict[str, str] = {}
+        vendor_tables: list[object] = []
         if path is not None:
             try:
                 raw = tomllib.loads(path.read_text())
@@ -171,12 +215,17 @@ class Settings:
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
             for section, values in raw.items():
+                if section == "vendors":
+                    if not isinstance(values, list):
+                        raise ConfigError(f"{path}: 'vendors' must be [[vendors]] tables")
+                    vendor_tables = values
+                    continue
                 if not isinstance(values, dict):
                     raise ConfigError(f"{path}: '{section}' must be a [table]")
                 for key, value in values.items():
                     data.setdefault(section, {})[key] = value
                     where[f"{section}.{key}"] = str(path)
-        sections = {f.name for f in dataclasses.fields(cls)}
+        sections = {f.name for f in dataclasses.fields(cls)} - {"vendors"}
         for name, value in environ.items():
             if not name.startswith(ENV_PREFIX):
                 continue
@@ -195,6 +244,10 @@ class Settings:
                 data.setdefault(section, {})[key] = value
                 where[f"{section}.{key}"] = "command line"
         settings = _build(cls, data, where)
+        try:
+            settings = dataclasses.replace(settings, vendors=parse_vendors(vendor_tables))
+        except VendorConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         settings.validate()
         return settings
 
@@ -252,6 +305,9 @@ class Settings:
             ("log.level", self.log.level.lower() in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),
             ("log.format", self.log.format in ("text", "json"), "must be text or json"),
+            ("composite.rule", self.composite.rule in ("median", "primary"),
+             "must be median or primary"),
+            ("composite.vendor", bool(self.composite.vendor), "must not be empty"),
         ]  # fmt: skip
         checks += self.render.checks()
         for path in self.render.pregenerate_paths:

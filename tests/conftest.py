@@ -37,9 +37,12 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def embedded_service(
-    data_dir: Path, **sections: Mapping[str, object]
+    data_dir: Path, *, config: Path | None = None, **sections: Mapping[str, object]
 ) -> AsyncIterator[Service]:
-    """Start the embedded service on 127.0.0.1 and a free port; stop it cleanly on exit."""
+    """Start the embedded service on 127.0.0.1 and a free port; stop it cleanly on exit.
+
+    ``config`` is a TOML file read first (for ``[[vendors]]`` tables); ``sections`` override it.
+    """
     overrides: dict[str, Mapping[str, object]] = {
         "server": {"host": "127.0.0.1", "port": 0},
         "storage": {"data_dir": str(data_dir)},
@@ -47,7 +50,7 @@ async def embedded_service(
         "stream": {"grace_ms": 300},
         **sections,
     }
-    settings = Settings.load(None, {}, overrides)
+    settings = Settings.load(config, {}, overrides)
     stop = asyncio.Event()
     ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(run_embedded(settings, stop=stop, on_ready=ready.set_result))

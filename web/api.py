@@ -16,8 +16,9 @@ from stream.contract import (
     Tick,
     check_symbol,
 )
-from web.keys import HUB, NOT_READY, ROLES, STORE
+from web.keys import HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import serve_client
+from web.vendors import vendor_public
 
 MAX_CANDLES = 5_000
 
@@ -149,6 +150,12 @@ async def deadletters(request: web.Request) -> web.Response:
             for d in letters
         ]
     )
+
+
+async def vendors(request: web.Request) -> web.Response:
+    now = time.time_ns() // 1_000_000
+    board = request.app[VENDOR_BOARD].latest
+    return json_response([vendor_public(board[name], now) for name in sorted(board)])
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import WSCloseCode, web
 
 from render.service import RenderConfig
-from stream.contract import UPDATES, Bus, Store
+from stream.contract import UPDATES, VENDORS, Bus, Store
 from web import charts, routes
 from web.api import json_errors
-from web.keys import BUS, HUB, NOT_READY, ROLES, STORE
+from web.keys import BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import Hub
+from web.vendors import VendorBoard
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,18 @@ def make_app(
             return_exceptions=True,
         )
 
+    async def vendors_ctx(app: web.Application) -> AsyncIterator[None]:
+        consumer = await bus.consumer(VENDORS, group=None)
+        board = app[VENDOR_BOARD] = VendorBoard(consumer)
+        task = asyncio.create_task(board.run(), name="vendor-board")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.close()
+
     app.cleanup_ctx.append(hub_ctx)
+    app.cleanup_ctx.append(vendors_ctx)
     app.on_shutdown.append(going_away)
     routes.setup(app)
     if render is not None:

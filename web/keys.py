@@ -9,6 +9,7 @@ from aiohttp import web
 from render.service import Renderer
 from stream.contract import Bus, Store
 from web.live import Hub
+from web.vendors import VendorBoard
 
 STORE: web.AppKey[Store] = web.AppKey("store")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
@@ -17,3 +18,4 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 NOT_READY: web.AppKey[Callable[[], str | None]] = web.AppKey("not_ready")
 ROLES: web.AppKey[tuple[str, ...]] = web.AppKey("roles")
 RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
+VENDOR_BOARD: web.AppKey[VendorBoard] = web.AppKey("vendor_board")

@@ -18,6 +18,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/symbols/{symbol}/latest", api.latest)
     app.router.add_get("/api/v1/symbols/{symbol}/candles", api.candles)
     app.router.add_get("/api/v1/deadletters", api.deadletters)
+    app.router.add_get("/api/v1/vendors", api.vendors)
 
 
 def setup_health(app: web.Application) -> None:

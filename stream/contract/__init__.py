@@ -6,11 +6,13 @@ from stream.contract.codec import (
     decode_deadletter,
     decode_tick,
     decode_update,
+    decode_vendor_status,
     encode_candle,
     encode_deadletter,
     encode_tick,
     encode_update,
     encode_update_raw,
+    encode_vendor_status,
 )
 from stream.contract.errors import (
     BusError,
@@ -21,11 +23,20 @@ from stream.contract.errors import (
     StoreUnavailable,
     UnknownResolution,
 )
-from stream.contract.model import Candle, DeadLetter, Tick, check_symbol, tick_public
+from stream.contract.model import (
+    Candle,
+    DeadLetter,
+    Tick,
+    VendorStatus,
+    check_symbol,
+    tick_public,
+)
 from stream.contract.ports import (
     DEADLETTER,
     TICKS,
     UPDATES,
+    VENDOR_TICKS,
+    VENDORS,
     Bus,
     Consumer,
     Positions,
@@ -47,6 +58,8 @@ __all__ = [
     "RESOLUTIONS",
     "TICKS",
     "UPDATES",
+    "VENDORS",
+    "VENDOR_TICKS",
     "Bus",
     "BusError",
     "Candle",
@@ -67,6 +80,7 @@ __all__ = [
     "Tick",
     "UnknownResolution",
     "Update",
+    "VendorStatus",
     "bucket_bounds",
     "check_resolution",
     "check_symbol",
@@ -74,10 +88,12 @@ __all__ = [
     "decode_deadletter",
     "decode_tick",
     "decode_update",
+    "decode_vendor_status",
     "encode_candle",
     "encode_deadletter",
     "encode_tick",
     "encode_update",
     "encode_update_raw",
+    "encode_vendor_status",
     "tick_public",
 ]

@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from stream.contract.errors import DecodeError
-from stream.contract.model import Candle, DeadLetter, Tick, check_symbol
+from stream.contract.model import Candle, DeadLetter, Tick, VendorStatus, check_symbol
 
 Format = Literal["json", "msgpack"]
 
@@ -117,3 +117,17 @@ def decode_deadletter(raw: bytes) -> DeadLetter:
         return _deadletter_json.decode(raw)
     except _FAILURES as exc:
         raise DecodeError(f"bad dead letter ({exc}): {bytes(raw[:80])!r}") from exc
+
+
+_status_json = msgspec.json.Decoder(VendorStatus)
+
+
+def encode_vendor_status(status: VendorStatus) -> bytes:
+    return _json_enc.encode(status)
+
+
+def decode_vendor_status(raw: bytes) -> VendorStatus:
+    try:
+        return _status_json.decode(raw)
+    except _FAILURES as exc:
+        raise DecodeError(f"bad vendor status ({exc}): {bytes(raw[:80])!r}") from exc

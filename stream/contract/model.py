@@ -90,6 +90,33 @@ class DeadLetter(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
     raw: bytes
 
 
+class VendorStatus(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
+    """One vendor feed's state as ingest last saw it, taken at ``ts_ms``.
+
+    ``rejects`` counts rejected messages by reason; ``duplicates`` dropped re-sent quotes;
+    ``gaps`` the sequence gaps seen (``missed`` the numbers they skipped). ``stale`` is true once
+    the feed has been silent past its ``stale_after_ms``.
+    """
+
+    name: str
+    kind: str
+    profile: str
+    ts_ms: int
+    connected: bool
+    stale: bool
+    last_message_ms: int | None
+    messages: int
+    published: int
+    duplicates: int
+    gaps: int
+    missed: int
+    heartbeats: int
+    errors: int
+    reconnects: int
+    rejects: dict[str, int]
+    last_error: str | None = None
+
+
 def tick_public(tick: Tick) -> dict[str, object]:
     """The fields the HTTP and websocket APIs show for a tick."""
     out: dict[str, object] = {

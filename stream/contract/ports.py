@@ -16,6 +16,10 @@ from stream.contract.model import Candle, DeadLetter, Tick
 TICKS = "ticks"
 UPDATES = "updates"
 DEADLETTER = "deadletter"
+#: Each vendor's raw ticks while ingest publishes a composite price on ``ticks``.
+VENDOR_TICKS = "vendor-ticks"
+#: ``VendorStatus`` snapshots, one per vendor about every second (key = vendor name).
+VENDORS = "vendors"
 
 
 class Record(NamedTuple):

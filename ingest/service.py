@@ -1,0 +1,142 @@
+"""The ingest role: build the configured collectors and run them with the status reporter.
+
+``build(vendors, composite, producer)`` makes one ``Feed`` and one collector per configured
+vendor; ``Ingest.run()`` runs them all until cancelled. The embedded runner and a separate
+``pricestream ingest`` process both call these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+
+from ingest.collector import Backoff, Feed, Publisher, SimulatorCollector, now_ms, report_status
+from ingest.composite import Composite
+from ingest.config import CompositeConfig, VendorConfig
+from ingest.http import PollCollector, StreamCollector
+from ingest.replay import Progress, ReplayCollector
+from ingest.simulator import VENDORS as SIM_VENDORS
+from ingest.simulator import Simulator
+from ingest.validate import Limits
+from ingest.websocket import WebsocketCollector
+from stream.contract import Producer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ingest:
+    feeds: list[Feed]
+    runs: list[Callable[[], Coroutine[object, object, None]]]
+    producer: Producer
+    publisher: Publisher
+    status_interval_ms: int = 1_000
+    replays: list[ReplayCollector] = field(default_factory=list)
+
+    async def run(self) -> None:
+        """Run every collector and the status reporter until cancelled.
+
+        A collector that ends (a replay reaching the end of its file) leaves the rest running.
+        """
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(
+                report_status(self.feeds, self.producer, interval_ms=self.status_interval_ms),
+                name="vendor-status",
+            )
+            for feed, run in zip(self.feeds, self.runs, strict=True):
+                tasks.create_task(run(), name=f"collector:{feed.name}")
+
+
+def limits(v: VendorConfig, *, gapless: bool, seq_per_symbol: bool = True) -> Limits:
+    return Limits(
+        seq_per_symbol=seq_per_symbol,
+        spike_bp=v.spike_bp or None,
+        max_future_ms=v.max_future_ms,
+        max_age_ms=v.max_age_ms or None,
+        gapless=gapless,
+        spike_reset_ms=max(v.stale_after_ms, 60_000),
+    )
+
+
+def build(
+    vendors: Sequence[VendorConfig],
+    composite: CompositeConfig,
+    producer: Producer,
+    *,
+    progress: Progress | None = None,
+    status_interval_ms: int = 1_000,
+    clock_ms: Callable[[], int] = now_ms,
+) -> Ingest:
+    stale = {v.name: v.stale_after_ms for v in vendors}
+    for v in vendors:
+        if v.kind == "simulator":
+            stale.update((s.name, v.stale_after_ms) for s in SIM_VENDORS)
+    mixer = None
+    if composite.enabled:
+        mixer = Composite(
+            vendor=composite.vendor,
+            rule=composite.rule,
+            priority=composite.priority,
+            stale_after_ms=stale,
+        )
+    publisher = Publisher(producer, clock_ms=clock_ms, composite=mixer)
+    ingest = Ingest([], [], producer, publisher, status_interval_ms)
+    for v in vendors:
+        rng = random.Random(f"{v.name}:{v.seed}")
+        backoff = Backoff(min_ms=v.backoff_min_ms, max_ms=v.backoff_max_ms, rng=rng)
+        headers = dict(v.headers)
+        run: Callable[[], Coroutine[object, object, None]]
+        if v.kind == "simulator":
+            feed = Feed(
+                v.name, kind=v.kind, profile="simulator", parse=None, publisher=publisher,
+                limits=limits(v, gapless=True, seq_per_symbol=False),
+                stale_after_ms=v.stale_after_ms,
+                clock_ms=clock_ms,
+            )  # fmt: skip
+            sim = Simulator(rate_hz=v.rate_hz, seed=v.seed, start_ms=clock_ms())
+            run = SimulatorCollector(sim, feed, interval_ms=v.interval_ms, clock_ms=clock_ms).run
+        elif v.kind == "replay":
+            feed = Feed(
+                v.name, kind=v.kind, profile=v.format, parse=None, publisher=publisher,
+                symbols=v.symbols, limits=limits(v, gapless=False),
+                stale_after_ms=v.stale_after_ms, clock_ms=clock_ms,
+            )  # fmt: skip
+            replay = ReplayCollector(
+                feed, path=v.path, speed=v.speed, fmt=v.format, progress=progress
+            )
+            ingest.replays.append(replay)
+            run = replay.run
+        else:
+            profile = v.make_profile()
+            feed = Feed(
+                v.name, kind=v.kind, profile=v.profile, parse=profile.parse,
+                publisher=publisher, symbols=v.symbols,
+                limits=limits(v, gapless=profile.gapless), stale_after_ms=v.stale_after_ms,
+                clock_ms=clock_ms,
+            )  # fmt: skip
+            urls = profile.urls(v.url, list(v.symbols))
+            if v.kind == "websocket":
+                run = WebsocketCollector(
+                    feed, profile, url=v.url, headers=headers,
+                    ping_interval_ms=v.ping_interval_ms,
+                    heartbeat_interval_ms=v.heartbeat_interval_ms,
+                    open_timeout_ms=v.open_timeout_ms, stale_after_ms=v.stale_after_ms,
+                    backoff=backoff,
+                ).run  # fmt: skip
+            elif v.kind == "http_poll":
+                run = PollCollector(
+                    feed, urls=urls, headers=headers, interval_ms=v.interval_ms,
+                    timeout_ms=v.timeout_ms, backoff=backoff,
+                ).run  # fmt: skip
+            else:
+                run = StreamCollector(
+                    feed, url=urls[0], headers=headers, timeout_ms=v.timeout_ms,
+                    stale_after_ms=v.stale_after_ms, backoff=backoff,
+                ).run  # fmt: skip
+        ingest.feeds.append(feed)
+        ingest.runs.append(run)
+        log.info("vendor %s: %s %s %s", v.name, v.kind, v.profile or v.format, v.url or v.path)
+    return ingest

@@ -1,0 +1,98 @@
+"""File replay, the simulator kind, the composite on the bus and the vendor status topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from ingest.config import CompositeConfig
+from tests.ingest import messages as m
+from tests.ingest.fakes import FakePoll, eventually, http_server, now_ms
+from tests.ingest.harness import collecting
+
+T0 = 1_700_000_000_000  # history: far older than any age limit
+
+
+def write_jsonl(path: Path, n: int) -> list[bytes]:
+    lines = [
+        orjson.dumps({"symbol": "XAU-USD", "ts_ms": T0 + i * 1000, "bid": 2000.0 + i / 10,
+                      "ask": 2000.4 + i / 10, "price": 2000.2 + i / 10, "seq": i})
+        for i in range(n)
+    ]  # fmt: skip
+    lines[5] = b'{"symbol":"XAU-USD","ts_ms":"yesterday","price":1}'
+    lines[7] = lines[6]  # re-sent line
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+async def test_a_jsonl_replay_publishes_every_good_line_and_dead_letters_the_rest(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ticks.jsonl"
+    lines = write_jsonl(path, 3_000)
+    seen: list[tuple[int, int]] = []
+    table = {"name": "rp", "kind": "replay", "path": str(path), "speed": 0}
+    async with collecting([table], progress=lambda done, total: seen.append((done, total))) as h:
+        await eventually(lambda: len(h.ticks) == 2_998 and h.ingest.replays[0].done.is_set())
+    assert [t.seq for t in h.ticks] == [i for i in range(3_000) if i not in (5, 7)]
+    assert h.ticks[0].ts_ms == T0
+    [letter] = h.letters
+    assert letter.reason.startswith("bad field: ts_ms")
+    assert letter.raw == lines[5]
+    assert h.feed("rp").stats.duplicates == 1
+    assert seen[-1] == (path.stat().st_size, path.stat().st_size)
+    assert len(seen) >= 3  # progress after each batch of 1,000 lines
+
+
+async def test_a_csv_replay_at_a_speed_factor_keeps_the_order(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    rows = [f"{'XAG-USD' if i % 2 else 'XAU-USD'},{T0 + i * 100},,,{50 + i}" for i in range(20)]
+    path.write_text("symbol,ts_ms,bid,ask,price\n" + "\n".join(rows) + "\nXAU-USD,oops,,,1\n")
+    table = {"name": "csv", "kind": "replay", "path": str(path), "speed": 20.0}
+    async with collecting([table]) as h:
+        await eventually(lambda: len(h.ticks) == 20 and len(h.letters) == 1)
+        assert h.ingest.replays[0].done.is_set()
+    assert [t.price for t in h.ticks] == [50.0 + i for i in range(20)]
+    assert [t.symbol for t in h.ticks[:2]] == ["XAU-USD", "XAG-USD"]
+    assert h.reasons() == {"bad field"}
+
+
+async def test_the_simulator_kind_publishes_gapless_ticks() -> None:
+    table = {"name": "sim", "kind": "simulator", "rate_hz": 200.0, "interval_ms": 10}
+    async with collecting([table]) as h:
+        await eventually(lambda: len(h.ticks) >= 200)
+        stats = h.feed("sim").stats
+    assert {t.vendor for t in h.ticks} >= {"sim-alpha", "sim-beta"}
+    assert stats.gaps == 0
+    assert not h.letters
+
+
+async def test_the_composite_goes_on_ticks_and_vendor_ticks_beside_it() -> None:
+    t = now_ms()
+    a = FakePoll(lambda path: m.gold_api_price("XAU", 4050.0 + a.version, t + a.version))
+    b = FakePoll(lambda path: m.metals_api_latest({"XAU": 1 / 4052.0}, t))
+    async with http_server(a.app()) as url_a, http_server(b.app()) as url_b:
+        tables: list[dict[str, object]] = [
+            {"name": "gold", "kind": "http_poll", "profile": "gold_api", "url": url_a,
+             "symbols": {"XAU": "XAU-USD"}, "interval_ms": 20},
+            {"name": "rates", "kind": "http_poll", "profile": "metals_api", "url": url_b,
+             "symbols": {"XAU": "XAU-USD"}, "interval_ms": 20},
+        ]  # fmt: skip
+        async with collecting(tables, composite=CompositeConfig()) as h:
+            await eventually(lambda: {t.vendor for t in h.vendor_ticks} == {"gold", "rates"})
+            await eventually(lambda: any(abs(t.price - 4051.5) < 1e-6 for t in h.ticks))
+            a.version = 3  # gold moves: the composite follows
+            await eventually(lambda: any(abs(t.price - 4052.5) < 1e-6 for t in h.ticks))
+            await eventually(lambda: any(s.name == "gold" and s.published == 2 for s in h.statuses))
+    assert {t.vendor for t in h.ticks} == {"composite"}
+    assert [t.seq for t in h.ticks] == list(range(1, len(h.ticks) + 1))
+    status = next(s for s in h.statuses if s.name == "gold" and s.published == 2)
+    assert (status.kind, status.profile, status.connected, status.stale) == (
+        "http_poll",
+        "gold_api",
+        True,
+        False,
+    )
+    assert status.messages >= 2
+    assert status.last_message_ms is not None
