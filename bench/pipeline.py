@@ -425,6 +425,9 @@ class _NullConsumer:
     async def commit(self, positions: object = None) -> None:
         return None
 
+    def seek(self, positions: object) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

@@ -113,7 +113,6 @@ class StreamWorker:
         self._writing: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one of: processing a batch, a flush, a revocation
-        self._revoked: list[frozenset[int]] = []  # partitions revoked, in order
         self._processed: dict[int, int] = {}  # partition -> offset after the last one processed
         self._partition: dict[str, int] = {}  # symbol -> the bus partition its ticks come from
         self._store_down: str | None = None  # why the store failed, while it is retried
@@ -164,14 +163,17 @@ class StreamWorker:
                 wait_ms = 0 if stopping else int((next_flush - time.monotonic()) * 1000)
                 # Not under the lock: the bus may hold a poll until a rebalance is over, and the
                 # rebalance waits for ``revoke``, which takes the lock.
-                seen = len(self._revoked)
+                seen = self.stats.revocations
                 records = await self.consumer.poll(
                     max_records=self.max_batch, timeout_ms=min(max(wait_ms, 1), 100)
                 )
                 async with self._lock:
-                    if len(self._revoked) != seen:  # handed over meanwhile: not ours to count
-                        lost = frozenset().union(*self._revoked[seen:])
-                        records = [r for r in records if r.partition not in lost]
+                    if records and self.stats.revocations != seen:
+                        # A rebalance overtook this poll: its records may be from partitions
+                        # handed over (the next owner reads them) or from the new assignment;
+                        # read again from where they start, keeping only what is still ours.
+                        self.consumer.seek(_first_offsets(records))
+                        records = []
                     if records:
                         await self.process(records)
                     if time.monotonic() >= next_flush:
@@ -201,7 +203,6 @@ class StreamWorker:
                 self.windows.forget(symbol)
                 self._seqs.pop(symbol, None)
                 del self._partition[symbol]
-            self._revoked.append(partitions)
             self.stats.revocations += 1
             log.info("handed over %d symbols of partitions %s", len(gone), sorted(partitions))
 
@@ -372,6 +373,14 @@ class StreamWorker:
     def _reject(self, reason: str, detail: str, rec: Record) -> DeadLetter:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
         return DeadLetter(f"{reason}: {detail}", f"stream:{rec.topic}", self.clock_ms(), rec.value)
+
+
+def _first_offsets(records: list[Record]) -> dict[int, int]:
+    first: dict[int, int] = {}
+    for rec in records:
+        if rec.offset < first.get(rec.partition, rec.offset + 1):
+            first[rec.partition] = rec.offset
+    return first
 
 
 def _candle_key(c: Candle) -> tuple[str, str, int]:

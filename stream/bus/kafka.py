@@ -238,6 +238,14 @@ class KafkaConsumer:
         except KafkaError as exc:
             raise BusError(f"commit {self.name}: {exc!r}") from exc
 
+    def seek(self, positions: Positions) -> None:
+        held = self._consumer.assignment()
+        for part, offset in positions.items():
+            tp = TopicPartition(self.name, part)
+            if tp in held:
+                self._consumer.seek(tp, offset)
+                self._next[tp] = offset
+
     def forget(self, partitions: frozenset[int]) -> None:
         self._next = {tp: o for tp, o in self._next.items() if tp.partition not in partitions}
         self._committed = {tp: o for tp, o in self._committed.items() if tp in self._next}

@@ -123,6 +123,10 @@ class MemoryConsumer:
     async def commit(self, positions: Positions | None = None) -> None:
         return None
 
+    def seek(self, positions: Positions) -> None:
+        """Never needed: one queue is never split, so no poll is ever overtaken by a revoke."""
+        return None
+
     async def close(self) -> None:
         if self._closed:
             return

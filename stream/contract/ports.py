@@ -62,6 +62,10 @@ class Consumer(Protocol):
         """Mark records as processed: up to ``positions``, or all that ``poll`` returned."""
         ...
 
+    def seek(self, positions: Positions) -> None:
+        """Make later polls read from these offsets again (partitions not held: left alone)."""
+        ...
+
     async def close(self) -> None: ...
 
 

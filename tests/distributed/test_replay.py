@@ -43,6 +43,9 @@ class CrashOnCommit:
     async def commit(self, positions: Positions | None = None) -> None:
         raise Crash("killed between the store write and the commit")
 
+    def seek(self, positions: Positions) -> None:
+        self.inner.seek(positions)  # type: ignore[attr-defined]
+
     async def close(self) -> None:
         await self.inner.close()  # type: ignore[attr-defined]
 
