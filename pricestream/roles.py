@@ -48,6 +48,7 @@ from stream.contract import (
 from stream.deadletters import DeadLetterArchive
 from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
+from stream.tick_archive import TickArchive
 from stream.windows import Windows
 from web.app import make_app, make_health_app, make_render_app
 from web.keys import HUB
@@ -125,13 +126,14 @@ async def open_store(settings: Settings) -> Store:
             max_deadletters=s.max_deadletters,
             read_preference=s.read_preference,
             timeout_ms=s.timeout_ms,
+            tick_archive_ms=s.tick_archive_ms,
         )
         log.info("store: MongoDB database %s (reads: %s)", s.mongo_database, s.read_preference)
         return store
     path = s.data_dir / "pricestream.db"
-    store = await SqliteStore.open(
-        path, retention_ms=settings.retention_ms, max_deadletters=s.max_deadletters
-    )
+    store = await SqliteStore.open(path, retention_ms=settings.retention_ms,
+                                   max_deadletters=s.max_deadletters,
+                                   tick_archive_ms=s.tick_archive_ms)  # fmt: skip
     log.info("store: SQLite file %s", path)
     return store
 
@@ -173,6 +175,7 @@ async def _serve(
 ) -> None:
     worker: StreamWorker | None = None
     archive: DeadLetterArchive | None = None
+    tick_archive: TickArchive | None = None
     if "stream" in roles:
         assert store is not None
         worker = await StreamWorker.open(
@@ -187,6 +190,11 @@ async def _serve(
             consumer=await bus.consumer(DEADLETTER, group=f"{settings.bus.group}-archive"),
             store=store,
         )
+        if settings.storage.tick_archive_ms is not None:
+            tick_archive = TickArchive(
+                consumer=await bus.consumer(TICKS, group=f"{settings.bus.group}-tick-archive"),
+                store=store,
+            )
     render = render_config(settings) if "render" in roles else None
     if "web" in roles:
         assert store is not None
@@ -218,6 +226,8 @@ async def _serve(
                 worker_task = tasks.create_task(worker.run(), name="stream")
                 archive_task = tasks.create_task(archive.run(), name="deadletters")
                 side.append(tasks.create_task(_purge(store), name="purge"))
+                if tick_archive is not None:
+                    ticks_task = tasks.create_task(tick_archive.run(), name="tick-archive")
                 side.append(tasks.create_task(_status(worker, app), name="status"))
             if on_ready is not None:
                 on_ready(running)
@@ -235,6 +245,9 @@ async def _serve(
                 await worker_task
                 archive.stop()
                 await archive_task
+                if tick_archive is not None:
+                    tick_archive.stop()
+                    await ticks_task
     finally:
         await runner.cleanup()
 

@@ -45,6 +45,11 @@ class Storage:
     read_preference: str = "primary"  # where reads go: primary, secondaryPreferred, ...
     timeout_ms: int = 5_000  # how long one store call waits for an unreachable server
     max_deadletters: int = 100_000
+    tick_archive: str = "off"  # or how long to keep raw ticks: "7d", "12h", ...
+
+    @property
+    def tick_archive_ms(self) -> int | None:
+        return None if self.tick_archive == "off" else parse_duration_ms(self.tick_archive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +270,12 @@ class Settings:
                 parse_duration_ms(text)
             except ValueError as exc:
                 raise ConfigError(f"retention.{res}: {exc}") from exc
+        if self.storage.tick_archive != "off":
+            try:
+                if parse_duration_ms(self.storage.tick_archive) is None:
+                    raise ValueError("the archive must be bounded: use 'off' or a duration")
+            except ValueError as exc:
+                raise ConfigError(f"storage.tick_archive: {exc}") from exc
         for topic in ("ticks", "updates", "deadletter"):
             key = f"bus.{topic}_retention"
             try:

@@ -29,6 +29,7 @@ from stream.contract.model import (
     Tick,
     VendorStatus,
     check_symbol,
+    tick_key,
     tick_public,
 )
 from stream.contract.ports import (
@@ -95,5 +96,6 @@ __all__ = [
     "encode_update",
     "encode_update_raw",
     "encode_vendor_status",
+    "tick_key",
     "tick_public",
 ]

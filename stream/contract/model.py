@@ -131,3 +131,8 @@ def tick_public(tick: Tick) -> dict[str, object]:
     if tick.size is not None:
         out["size"] = tick.size
     return out
+
+
+def tick_key(tick: Tick) -> str:
+    """A tick's identity in an archive: the same tick delivered twice has the same key."""
+    return f"{tick.symbol}|{tick.vendor}|{tick.ts_ms}|{tick.seq}|{tick.bid}|{tick.ask}|{tick.price}"

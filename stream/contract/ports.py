@@ -141,6 +141,26 @@ class Store(Protocol):
         """Every symbol's state, ordered by symbol."""
         ...
 
+    async def archive_ticks(self, ticks: Sequence[Tick]) -> None:
+        """Keep raw ticks for the archive's retention, given when the store is opened.
+
+        Idempotent: a tick archived again (a replay) is stored once. Raises ``StoreError``
+        when the store was opened without an archive.
+        """
+        ...
+
+    async def archived_ticks(
+        self,
+        symbol: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1_000,
+    ) -> list[Tick]:
+        """Archived ticks with ``start_ms <= ts_ms < end_ms``, oldest first (the newest
+        ``limit`` when more match)."""
+        ...
+
     async def add_deadletters(self, letters: Sequence[DeadLetter]) -> None: ...
 
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
@@ -148,7 +168,7 @@ class Store(Protocol):
         ...
 
     async def purge(self, now_ms: int) -> int:
-        """Delete candles older than their resolution's retention; return how many."""
+        """Delete candles (and archived ticks) past their retention; return how many."""
         ...
 
     async def close(self) -> None: ...

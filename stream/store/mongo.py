@@ -10,6 +10,8 @@ Collections, created with their indexes by ``open``:
   ``SymbolState``), written after the candles of the same batch.
 - ``quotes``: the latest tick per symbol, for readers that want just the price.
 - ``deadletters``: rejected input with reason and raw bytes, newest ``max_deadletters`` kept.
+- ``ticks`` (only with ``tick_archive_ms``): the raw tick archive, one document per tick keyed
+  by ``tick_key``, each removed by a TTL index ``tick_archive_ms`` after its time.
 
 Writes are ordered bulk replaces by key: idempotent, so replaying a batch changes nothing.
 Reads use the configured read preference (``secondaryPreferred`` sends them to secondaries).
@@ -30,7 +32,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.read_preferences import ReadPreference, _ServerMode
 
-from stream.contract import Candle, DeadLetter, StoreError, StoreUnavailable, SymbolState
+from stream.contract import (
+    Candle,
+    DeadLetter,
+    StoreError,
+    StoreUnavailable,
+    SymbolState,
+    Tick,
+    tick_key,
+)
 from stream.store import DEFAULT_RETENTION_MS
 
 log = logging.getLogger(__name__)
@@ -64,6 +74,7 @@ class MongoStore:
         retention_ms: Mapping[str, int | None] = DEFAULT_RETENTION_MS,
         max_deadletters: int = 100_000,
         read_preference: str = "primary",
+        tick_archive_ms: int | None = None,
     ) -> None:
         if read_preference not in READ_PREFERENCES:
             raise ValueError(
@@ -73,6 +84,7 @@ class MongoStore:
         self.read_preference = read_preference
         self.retention_ms = dict(retention_ms)
         self.max_deadletters = max_deadletters
+        self.tick_archive_ms = tick_archive_ms
         db: AsyncDatabase[Doc] = client.get_database(database)
         reads = READ_PREFERENCES[read_preference]
         self.db = db
@@ -82,6 +94,8 @@ class MongoStore:
         self._quotes: AsyncCollection[Doc] = db.get_collection("quotes")
         self._letters: AsyncCollection[Doc] = db.get_collection("deadletters")
         self._letters_read = self._letters.with_options(read_preference=reads)
+        self._ticks: AsyncCollection[Doc] = db.get_collection("ticks")
+        self._ticks_read = self._ticks.with_options(read_preference=reads)
 
     @classmethod
     async def open(
@@ -93,6 +107,7 @@ class MongoStore:
         max_deadletters: int = 100_000,
         read_preference: str = "primary",
         timeout_ms: int = 5_000,
+        tick_archive_ms: int | None = None,
     ) -> MongoStore:
         """Connect to ``uri`` and create the collections' indexes (idempotent)."""
         client: AsyncMongoClient[Doc] = AsyncMongoClient(
@@ -104,6 +119,7 @@ class MongoStore:
             retention_ms=retention_ms,
             max_deadletters=max_deadletters,
             read_preference=read_preference,
+            tick_archive_ms=tick_archive_ms,
         )
         try:
             await store._run("index creation", store._create_indexes)
@@ -120,6 +136,10 @@ class MongoStore:
         )
         await self._candles.create_index("expire_at", expireAfterSeconds=0, name="retention")
         await self._letters.create_index([("ts_ms", DESCENDING)], name="newest")
+        if self.tick_archive_ms is not None:
+            await self._ticks.create_index([("symbol", ASCENDING), ("ts_ms", ASCENDING)],
+                                           name="by_time")  # fmt: skip
+            await self._ticks.create_index("expire_at", expireAfterSeconds=0, name="retention")
 
     async def _run(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -204,6 +224,52 @@ class MongoStore:
 
         return [_state(doc) for doc in await self._run("read of states", read)]
 
+    async def archive_ticks(self, ticks: Sequence[Tick]) -> None:
+        keep_ms = self.tick_archive_ms
+        if keep_ms is None:
+            raise StoreError("mongodb store was opened without a tick archive")
+        ops = []
+        for t in ticks:
+            doc = msgspec.to_builtins(t)
+            doc["_id"] = tick_key(t)
+            doc["expire_at"] = _at(t.ts_ms + keep_ms)
+            ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+        if not ops:
+            return
+
+        async def write() -> None:
+            await self._ticks.bulk_write(ops, ordered=True)
+
+        await self._run(f"archive of {len(ops)} ticks", write)
+
+    async def archived_ticks(
+        self,
+        symbol: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1_000,
+    ) -> list[Tick]:
+        span: Doc = {}
+        if start_ms is not None:
+            span["$gte"] = start_ms
+        if end_ms is not None:
+            span["$lt"] = end_ms
+        query: Doc = {"symbol": symbol}
+        if span:
+            query["ts_ms"] = span
+
+        async def read() -> list[Doc]:
+            cursor = self._ticks_read.find(query, _NOT_ID)
+            cursor = cursor.sort([("ts_ms", DESCENDING), ("_id", DESCENDING)])
+            return await cursor.limit(limit).to_list()
+
+        docs = await self._run(f"read of {symbol} archived ticks", read)
+        try:
+            return [msgspec.convert(d, Tick) for d in reversed(docs)]
+        except msgspec.ValidationError as exc:
+            raise StoreError(f"mongodb archived tick of {symbol} is not valid: {exc}") from exc
+
     async def add_deadletters(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
@@ -235,8 +301,12 @@ class MongoStore:
         """
 
         async def purge() -> int:
-            result = await self._candles.delete_many({"expire_at": {"$lt": _at(now_ms)}})
-            return int(result.deleted_count)
+            expired = {"expire_at": {"$lt": _at(now_ms)}}
+            result = await self._candles.delete_many(expired)
+            removed = int(result.deleted_count)
+            if self.tick_archive_ms is not None:
+                removed += int((await self._ticks.delete_many(expired)).deleted_count)
+            return removed
 
         removed = await self._run("purge", purge)
         if removed:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from stream.contract import Candle, DeadLetter, StoreError, SymbolState
+from stream.contract import Candle, DeadLetter, StoreError, SymbolState, Tick, tick_key
 from stream.store import DEFAULT_RETENTION_MS
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS candles (
     PRIMARY KEY (symbol, res, start_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS states (symbol TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ticks (
+    key TEXT PRIMARY KEY, symbol TEXT NOT NULL, ts_ms INTEGER NOT NULL, tick BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ticks_by_time ON ticks (symbol, ts_ms);
 CREATE TABLE IF NOT EXISTS deadletters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     reason TEXT NOT NULL, source TEXT NOT NULL, ts_ms INTEGER NOT NULL, raw BLOB NOT NULL
@@ -54,6 +58,7 @@ _SELECT_CANDLES = (
 
 _state_enc = msgspec.msgpack.Encoder()
 _state_dec = msgspec.msgpack.Decoder(SymbolState)
+_tick_dec = msgspec.msgpack.Decoder(Tick)
 
 
 def _candle(row: tuple[Any, ...]) -> Candle:
@@ -70,10 +75,12 @@ class SqliteStore:
         *,
         retention_ms: Mapping[str, int | None] = DEFAULT_RETENTION_MS,
         max_deadletters: int = 100_000,
+        tick_archive_ms: int | None = None,
     ) -> None:
         self.path = path
         self.retention_ms = dict(retention_ms)
         self.max_deadletters = max_deadletters
+        self.tick_archive_ms = tick_archive_ms
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
 
@@ -84,9 +91,11 @@ class SqliteStore:
         *,
         retention_ms: Mapping[str, int | None] = DEFAULT_RETENTION_MS,
         max_deadletters: int = 100_000,
+        tick_archive_ms: int | None = None,
     ) -> SqliteStore:
-        """Open (creating if needed) the store at ``path``."""
-        store = cls(path, retention_ms=retention_ms, max_deadletters=max_deadletters)
+        """Open (creating if needed) the store at ``path``; ``tick_archive_ms``: keep raw ticks."""
+        store = cls(path, retention_ms=retention_ms, max_deadletters=max_deadletters,
+                    tick_archive_ms=tick_archive_ms)  # fmt: skip
         await store._run("open", store._open)
         return store
 
@@ -172,6 +181,40 @@ class SqliteStore:
 
         return await self._run("read of states", read)
 
+    async def archive_ticks(self, ticks: Sequence[Tick]) -> None:
+        if self.tick_archive_ms is None:
+            raise StoreError(f"sqlite store {self.path} was opened without a tick archive")
+        rows = [(tick_key(t), t.symbol, t.ts_ms, _state_enc.encode(t)) for t in ticks]
+
+        def write() -> None:
+            db = self._db
+            db.execute("BEGIN")
+            db.executemany("INSERT OR IGNORE INTO ticks VALUES (?,?,?,?)", rows)
+            db.execute("COMMIT")
+
+        await self._run(f"archive of {len(rows)} ticks", write)
+
+    async def archived_ticks(
+        self,
+        symbol: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1_000,
+    ) -> list[Tick]:
+        lo = -(2**62) if start_ms is None else start_ms
+        hi = 2**62 if end_ms is None else end_ms
+
+        def read() -> list[Tick]:
+            rows = self._db.execute(
+                "SELECT tick FROM ticks WHERE symbol=? AND ts_ms>=? AND ts_ms<?"
+                " ORDER BY ts_ms DESC, key DESC LIMIT ?",
+                (symbol, lo, hi, limit),
+            ).fetchall()
+            return [_tick_dec.decode(row[0]) for row in reversed(rows)]
+
+        return await self._run(f"read of {symbol} archived ticks", read)
+
     async def add_deadletters(self, letters: Sequence[DeadLetter]) -> None:
         rows = [(d.reason, d.source, d.ts_ms, d.raw) for d in letters]
         if not rows:
@@ -210,6 +253,11 @@ class SqliteStore:
                 cur = self._db.execute(
                     "DELETE FROM candles WHERE res=? AND closed=1 AND end_ms < ?",
                     (res, now_ms - keep_ms),
+                )
+                removed += cur.rowcount
+            if self.tick_archive_ms is not None:
+                cur = self._db.execute(
+                    "DELETE FROM ticks WHERE ts_ms < ?", (now_ms - self.tick_archive_ms,)
                 )
                 removed += cur.rowcount
             return removed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ from tests.services.kafka import FAST_GROUPS, KafkaBroker
 from tests.services.mongo import MongoServer
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-async def cluster(
-    tmp_path: Path, kafka_broker: KafkaBroker, mongo_server: MongoServer
-) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path, kafka_broker, mongo_server)
-    yield c
-    await c.close()
 
 
 async def test_kill_9_of_the_stream_worker_at_random_points_loses_and_doubles_nothing(

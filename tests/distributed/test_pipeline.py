@@ -7,8 +7,6 @@ nodes -> websocket clients and the HTTP API.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,19 +15,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.distributed import Cluster
-from tests.services.kafka import KafkaBroker
-from tests.services.mongo import MongoServer
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def cluster(
-    tmp_path: Path, kafka_broker: KafkaBroker, mongo_server: MongoServer
-) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path, kafka_broker, mongo_server)
-    yield c
-    await c.close()
 
 
 async def get_json(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:

@@ -48,6 +48,11 @@ def test_file_then_environment_then_flags_each_override_the_one_before(tmp_path:
         ("[log]\nlevel = 'loud'\n", {}, "log.level"),
         ("server = 1\n", {}, "must be a [table]"),
         ("[server\n", {}, "not valid TOML"),
+        ("", {"PRICESTREAM_STORAGE_TICK_ARCHIVE": "forever"}, "storage.tick_archive: the archive"),
+        ("", {"PRICESTREAM_STORAGE_KIND": "postgres"}, "storage.kind must be sqlite or mongo"),
+        ("", {"PRICESTREAM_BUS_KIND": "redis"}, "bus.kind must be memory or kafka"),
+        ("", {"PRICESTREAM_STORAGE_READ_PREFERENCE": "any"}, "storage.read_preference"),
+        ("", {"PRICESTREAM_BUS_TICKS_RETENTION": "1w"}, "bus.ticks_retention"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_it(

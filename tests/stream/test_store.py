@@ -27,7 +27,9 @@ def opener(request: pytest.FixtureRequest) -> Opener:
     if request.param == "sqlite":
 
         async def sqlite(tmp: Path) -> Store:
-            return await SqliteStore.open(tmp / "store.db", retention_ms=RETENTION)
+            return await SqliteStore.open(
+                tmp / "store.db", retention_ms=RETENTION, tick_archive_ms=DAY_MS
+            )
 
         return sqlite
     server: MongoServer = request.getfixturevalue("mongo_server")
@@ -35,7 +37,9 @@ def opener(request: pytest.FixtureRequest) -> Opener:
     async def mongo(tmp: Path) -> Store:
         # One database per test directory: reopening the same directory finds the same data.
         database = "t" + hashlib.sha1(str(tmp).encode()).hexdigest()[:16]
-        return await MongoStore.open(server.uri, database=database, retention_ms=RETENTION)
+        return await MongoStore.open(
+            server.uri, database=database, retention_ms=RETENTION, tick_archive_ms=DAY_MS
+        )
 
     return mongo
 
@@ -163,3 +167,27 @@ async def test_dead_letters_keep_reason_source_and_raw_bytes_newest_first(store:
     await store.add_deadletters(letters)
     got = await store.deadletters(limit=2)
     assert got == [letters[2], letters[1]]
+
+
+def raw_tick(i: int, *, symbol: str = "XAU-USD") -> Tick:
+    ts = T0 + i * 1_000
+    return Tick(symbol, "sim-alpha", 2400.0 + i, 2400.5 + i, 2400.25 + i, ts, ts + 3, None, i)
+
+
+async def test_archived_ticks_read_back_oldest_first_and_a_replay_stores_them_once(
+    store: Store,
+) -> None:
+    ticks = [raw_tick(i) for i in range(5)] + [raw_tick(0, symbol="XAG-USD")]
+    await store.archive_ticks(ticks[3:])
+    await store.archive_ticks(ticks)  # a replay of some of them
+    assert await store.archived_ticks("XAU-USD") == ticks[:5]
+    assert await store.archived_ticks("XAG-USD") == [ticks[5]]
+    got = await store.archived_ticks("XAU-USD", start_ms=T0 + 1_000, end_ms=T0 + 4_000, limit=2)
+    assert got == ticks[2:4]  # the newest `limit` in the range, oldest first
+
+
+async def test_purge_drops_archived_ticks_past_the_archive_retention(store: Store) -> None:
+    await store.archive_ticks([raw_tick(0), raw_tick(100_000)])
+    now = T0 + 100_000 * 1_000 + 60_000  # one day after the first, one minute after the second
+    assert await store.purge(now) >= 1
+    assert await store.archived_ticks("XAU-USD") == [raw_tick(100_000)]
