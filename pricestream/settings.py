@@ -22,6 +22,7 @@ from stream.contract import RESOLUTIONS, DailyBoundary
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from stream.store import DEFAULT_RETENTION_MS
 from stream.store.mongo import READ_PREFERENCES
+from web.live import LiveConfig
 
 ENV_PREFIX = "PRICESTREAM_"
 
@@ -128,6 +129,32 @@ class Render:
 
 
 @dataclass(frozen=True, slots=True)
+class Live:
+    history_messages: int = 1_000
+    history_age_ms: int = 300_000
+    send_buffer_messages: int = 1_000
+    send_buffer_bytes: int = 1_048_576
+    stall_timeout_ms: int = 30_000
+    heartbeat_ms: int = 20_000
+    max_channels: int = 64
+    max_message_bytes: int = 65_536
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("live.history_messages", 0 <= self.history_messages <= 1_000_000,
+             "must be 0..1000000"),
+            ("live.history_age_ms", self.history_age_ms >= 0, "must be >= 0"),
+            ("live.send_buffer_messages", self.send_buffer_messages >= 1, "must be >= 1"),
+            ("live.send_buffer_bytes", self.send_buffer_bytes >= 4_096, "must be >= 4096"),
+            ("live.stall_timeout_ms", self.stall_timeout_ms >= 100, "must be >= 100"),
+            ("live.heartbeat_ms", self.heartbeat_ms >= 100, "must be >= 100"),
+            ("live.max_channels", 1 <= self.max_channels <= 10_000, "must be 1..10000"),
+            ("live.max_message_bytes", 256 <= self.max_message_bytes <= 16_777_216,
+             "must be 256..16777216"),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Composite:
     enabled: bool = True
     vendor: str = "composite"
@@ -157,6 +184,7 @@ class Settings:
     simulator: Simulator = field(default_factory=Simulator)
     log: Log = field(default_factory=Log)
     render: Render = field(default_factory=Render)
+    live: Live = field(default_factory=Live)
     retention: dict[str, str] = field(default_factory=_default_retention)
     composite: Composite = field(default_factory=Composite)
     vendors: tuple[VendorConfig, ...] = ()
@@ -321,6 +349,7 @@ class Settings:
             ("composite.vendor", bool(self.composite.vendor), "must not be empty"),
         ]  # fmt: skip
         checks += self.render.checks()
+        checks += self.live.checks()
         for path in self.render.pregenerate_paths:
             try:
                 parse_path(path)
@@ -329,6 +358,11 @@ class Settings:
         for key, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"{key} {rule}")
+
+
+def live_config(settings: Settings) -> LiveConfig:
+    """The ``[live]`` section as the web role's ``LiveConfig``."""
+    return LiveConfig(**dataclasses.asdict(settings.live))
 
 
 def render_config(settings: Settings) -> RenderConfig | None:

@@ -7,21 +7,26 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from render.service import RenderConfig
 from stream.contract import UPDATES, VENDORS, Bus, Store
 from web import charts, routes
 from web.api import json_errors
 from web.keys import BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
-from web.live import Hub
+from web.live import Hub, LiveConfig
 from web.vendors import VendorBoard
 
 log = logging.getLogger(__name__)
 
 
 def make_app(
-    *, store: Store, bus: Bus, history: int = 500, render: RenderConfig | None = None
+    *,
+    store: Store,
+    bus: Bus,
+    history: int = 500,
+    render: RenderConfig | None = None,
+    live: LiveConfig | None = None,
 ) -> web.Application:
     """The web role. ``store`` and ``bus`` are opened and closed by the caller.
 
@@ -33,21 +38,21 @@ def make_app(
 
     async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         consumer = await bus.consumer(UPDATES, group=None)
-        hub = app[HUB] = Hub(consumer=consumer, store=store, history=history)
-        task = asyncio.create_task(hub.run(), name="hub")
+        hub = app[HUB] = Hub(consumer=consumer, store=store, history=history, config=live)
+        tasks = [
+            asyncio.create_task(hub.run(), name="hub"),
+            asyncio.create_task(hub.watch(), name="hub-watch"),
+        ]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await consumer.close()
 
     async def going_away(app: web.Application) -> None:
         # on_shutdown runs before the server waits for open handlers: tell clients to reconnect.
         clients = list(app[HUB].clients)
-        await asyncio.gather(
-            *(c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for c in clients),
-            return_exceptions=True,
-        )
+        await asyncio.gather(*(c.going_away() for c in clients), return_exceptions=True)
 
     async def vendors_ctx(app: web.Application) -> AsyncIterator[None]:
         consumer = await bus.consumer(VENDORS, group=None)

@@ -1,21 +1,34 @@
-"""Live delivery: the hub that fans ``updates`` out to websocket clients.
+"""Live delivery: the hub that fans ``updates`` out to websocket and SSE clients.
 
 Channels are ``ticks:SYMBOL`` and ``candles:SYMBOL:RES``. On subscribe a client first gets a
 snapshot with the channel's current sequence number, then every update with the next numbers;
 sequence numbers come from the stream worker that owns the symbol, so every web node numbers a
 channel the same way.
 
-Each connection has a bounded send queue. A client that falls so far behind that its queue is
-full is closed with code 4008 ("too slow") rather than letting server memory grow.
+Resume: the hub keeps a bounded, contiguous history of each channel's recent update messages
+(``LiveConfig.history_messages`` and ``history_age_ms``). A subscribe with ``since`` gets exactly
+the messages after that number, announced by a ``subscribed`` message with ``"recovered": true``;
+when the history no longer reaches back that far, a fresh snapshot with ``"recovered": false``.
 
-Close codes: 1001 server going away (reconnect elsewhere), 4008 client too slow.
+Delivery never awaits a client in the fan-out: each client has an outbox that its own pump task
+drains. The outbox is bounded. Past ``send_buffer_messages`` waiting messages, tick updates are
+conflated (only the newest per channel waits); candle updates for the same bucket always collapse
+into the newest; a subscription with ``max_hz`` gets at most that many messages a second, the
+newest each time. An update that follows a skipped sequence number carries ``"conflated": true``.
+Past ``send_buffer_bytes`` waiting bytes, or when the socket has not accepted a message for
+``stall_timeout_ms``, the client is closed with code 4008.
+
+Close codes: 1001 server going away (reconnect elsewhere), 1009 message too big, 4008 client too
+slow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -37,6 +50,22 @@ from stream.contract import (
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4008
+MAX_HZ_LIMIT = 1_000.0
+SUBSCRIBE_KEYS = frozenset({"op", "channels", "since", "max_hz"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveConfig:
+    """Limits of live delivery; the ``[live]`` settings section."""
+
+    history_messages: int = 1_000  # per channel, for resume
+    history_age_ms: int = 300_000  # and no older than this
+    send_buffer_messages: int = 1_000  # waiting messages past which tick updates are conflated
+    send_buffer_bytes: int = 1_048_576  # waiting bytes past which a client is closed (4008)
+    stall_timeout_ms: int = 30_000  # a socket that accepts nothing this long is closed (4008)
+    heartbeat_ms: int = 20_000  # websocket ping interval; no pong within half of it: closed
+    max_channels: int = 64  # per connection
+    max_message_bytes: int = 65_536  # largest message a client may send (1009 past it)
 
 
 class ChannelError(ValueError):
@@ -74,45 +103,230 @@ class _Channel:
     tick: Tick | None = None
     candles: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
     subscribers: set[Client] = field(default_factory=set)
+    #: (seq, arrival time in loop seconds, message), contiguous in seq
+    recent: deque[tuple[int, float, str]] = field(default_factory=deque)
+
+
+# An outbox entry: (channel, seq, message, is_control). Keys: (channel, kind, n) with kind 0 for
+# one update (n = seq), 1 for a channel's conflated tick slot, 2 for a candle bucket
+# (n = start_ms) and 3 for a control message (n = a counter).
+_Entry = tuple[str, int, str, bool]
+_Key = tuple[str, int, int]
+
+
+@dataclass(slots=True)
+class _Throttle:
+    interval_s: float
+    next_s: float = 0.0
+    pending: OrderedDict[_Key, _Entry] = field(default_factory=OrderedDict)
+    timer: asyncio.TimerHandle | None = None
 
 
 class Client:
-    """One websocket connection: its subscriptions and its bounded send queue."""
+    """One connection's subscriptions and its bounded outbox; subclasses write to the wire."""
 
-    def __init__(self, ws: web.WebSocketResponse, *, max_queue: int) -> None:
-        self.ws = ws
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max_queue)
+    def __init__(self, config: LiveConfig) -> None:
+        self.config = config
         self.channels: set[str] = set()
-        self.dropped = False
+        self.outbox: OrderedDict[_Key, _Entry] = OrderedDict()
+        self.sent_seq: dict[str, int] = {}
+        self.throttles: dict[str, _Throttle] = {}
+        self.buffered_bytes = 0
+        self.peak_bytes = 0
+        self.sent = 0
+        self.conflated = 0
+        self.stalled_since: float | None = None  # loop time a write started and is not done
+        self.closing: str | None = None  # why the client is being closed
+        self._wake = asyncio.Event()
+        self._controls = 0
+        self._closer: asyncio.Task[None] | None = None
 
-    def send(self, text: str) -> None:
-        if self.dropped:
+    @property
+    def dropped(self) -> bool:
+        return self.closing is not None
+
+    # -- queueing: called from the fan-out, never awaits --------------------------------------
+
+    def offer(self, channel: str, seq: int, bucket: int | None, text: str) -> None:
+        """Queue one update of ``channel``; conflates rather than waits."""
+        if self.closing is not None:
             return
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.dropped = True
-            log.warning("closing a websocket client that is %d messages behind", self.queue.qsize())
-            asyncio.get_running_loop().create_task(
-                self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: send queue full")
-            )
+        entry = (channel, seq, text, False)
+        key = (channel, 2, bucket) if bucket is not None else (channel, 1, 0)
+        throttle = self.throttles.get(channel)
+        if throttle is not None:
+            if throttle.pending.pop(key, None) is not None:
+                self.conflated += 1
+            throttle.pending[key] = entry
+            if throttle.timer is None:
+                loop = asyncio.get_running_loop()
+                due = max(loop.time(), throttle.next_s)
+                throttle.timer = loop.call_at(due, self._release, channel)
+            return
+        if bucket is None and len(self.outbox) < self.config.send_buffer_messages:
+            key = (channel, 0, seq)
+        self._put(key, entry)
+
+    def control(self, message: Mapping[str, object], *, channel: str = "", seq: int = 0) -> None:
+        """Queue a message that is never conflated (snapshot, subscribed, error, pong)."""
+        if self.closing is not None:
+            return
+        self._controls += 1
+        self._put(("", 3, self._controls), (channel, seq, orjson.dumps(message).decode(), True))
+
+    def replay(self, channel: str, missed: list[tuple[int, str]]) -> None:
+        """Queue the update messages a resuming client missed, in order, never conflated."""
+        for seq, text in missed:
+            self._put((channel, 0, seq), (channel, seq, text, False))
+
+    def error(self, code: str, message: str) -> None:
+        self.control({"type": "error", "code": code, "message": message})
+
+    def set_rate(self, channel: str, max_hz: float | None) -> None:
+        old = self.throttles.pop(channel, None)
+        if old is not None:
+            if old.timer is not None:
+                old.timer.cancel()
+            for key, entry in old.pending.items():
+                self._put(key, entry)
+        if max_hz is not None:
+            self.throttles[channel] = _Throttle(interval_s=1.0 / max_hz)
+
+    def forget(self, channel: str) -> None:
+        self.channels.discard(channel)
+        self.sent_seq.pop(channel, None)
+        throttle = self.throttles.pop(channel, None)
+        if throttle is not None and throttle.timer is not None:
+            throttle.timer.cancel()
+
+    def _release(self, channel: str) -> None:
+        throttle = self.throttles.get(channel)
+        if throttle is None:
+            return
+        throttle.timer = None
+        throttle.next_s = asyncio.get_running_loop().time() + throttle.interval_s
+        for key, entry in throttle.pending.items():
+            self._put(key, entry)
+        throttle.pending.clear()
+
+    def _put(self, key: _Key, entry: _Entry) -> None:
+        if self.closing is not None:
+            return
+        old = self.outbox.pop(key, None)
+        if old is not None:
+            self.buffered_bytes -= len(old[2])
+            self.conflated += 1
+        self.outbox[key] = entry
+        self.buffered_bytes += len(entry[2])
+        self.peak_bytes = max(self.peak_bytes, self.buffered_bytes)
+        self._wake.set()
+        if self.buffered_bytes > self.config.send_buffer_bytes:
+            self.kill(f"too slow: more than {self.config.send_buffer_bytes} bytes waiting")
+
+    def kill(self, reason: str) -> None:
+        """Close the client with 4008 without waiting for it; its outbox is freed at once."""
+        if self.closing is not None:
+            return
+        self.closing = reason
+        self.outbox.clear()
+        self.buffered_bytes = 0
+        for throttle in self.throttles.values():
+            if throttle.timer is not None:
+                throttle.timer.cancel()
+        self.throttles.clear()
+        self._wake.set()
+        log.warning("closing a live client: %s (%d messages sent)", reason, self.sent)
+        self._closer = asyncio.get_running_loop().create_task(self._close_slow(reason))
+
+    # -- the pump: the only place that awaits the client --------------------------------------
 
     async def pump(self) -> None:
-        """Send queued messages until the connection closes."""
-        while True:
-            text = await self.queue.get()
-            if self.ws.closed:
-                return
-            await self.ws.send_str(text)
+        """Write queued messages until the client is closed."""
+        loop = asyncio.get_running_loop()
+        while self.closing is None:
+            if not self.outbox:
+                self._wake.clear()
+                await self._idle()
+                continue
+            _, (channel, seq, text, is_control) = self.outbox.popitem(last=False)
+            self.buffered_bytes -= len(text)
+            if channel:
+                last = self.sent_seq.get(channel)
+                if not is_control:
+                    if last is not None and seq <= last:
+                        continue  # superseded by a snapshot or a newer value already sent
+                    if last is not None and seq != last + 1:
+                        text = text[:-1] + ',"conflated":true}'
+                self.sent_seq[channel] = seq
+            self.stalled_since = loop.time()
+            await self._write(text, channel)
+            self.stalled_since = None
+            self.sent += 1
+
+    async def finish(self) -> None:
+        """Wait for a close started by ``kill``."""
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await self._closer
+
+    async def going_away(self) -> None:
+        """Tell the client that this server is shutting down (reconnect elsewhere)."""
+        raise NotImplementedError
+
+    async def _idle(self) -> None:
+        await self._wake.wait()
+
+    async def _write(self, text: str, channel: str) -> None:
+        raise NotImplementedError
+
+    async def _close_slow(self, reason: str) -> None:
+        raise NotImplementedError
+
+
+class WsClient(Client):
+    """A websocket connection."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, config: LiveConfig):
+        super().__init__(config)
+        self.request = request
+        self.ws = ws
+
+    async def _write(self, text: str, channel: str) -> None:
+        await self.ws.send_str(text)
+
+    async def going_away(self) -> None:
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await asyncio.wait_for(
+                self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"), 1.0
+            )
+
+    async def _close_slow(self, reason: str) -> None:
+        # A client that reads nothing never takes the close frame either: then drop the socket.
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=CLOSE_TOO_SLOW, message=reason.encode()[:120]), 1.0
+            )
+        except (TimeoutError, ConnectionError):
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
 
 
 class Hub:
-    """Reads ``updates`` from the bus, caches each channel's recent state, fans out."""
+    """Reads ``updates`` from the bus, keeps each channel's recent state, fans out."""
 
-    def __init__(self, *, consumer: Consumer, store: Store, history: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        store: Store,
+        history: int = 500,
+        config: LiveConfig | None = None,
+    ) -> None:
         self.consumer = consumer
         self.store = store
-        self.history = history
+        self.history = history  # candles kept per candle channel for snapshots
+        self.config = config or LiveConfig()
         self.channels: dict[str, _Channel] = {}
         self.latest: dict[str, Tick] = {}
         self.clients: set[Client] = set()
@@ -128,9 +342,23 @@ class Hub:
             log.exception("the websocket hub stopped reading updates")
             raise
 
+    async def watch(self, *, every_ms: int = 1_000) -> None:
+        """Close clients whose socket has accepted nothing for ``stall_timeout_ms``."""
+        loop = asyncio.get_running_loop()
+        limit_s = self.config.stall_timeout_ms / 1000
+        while True:
+            await asyncio.sleep(every_ms / 1000)
+            now = loop.time()
+            for client in list(self.clients):
+                since = client.stalled_since
+                if since is not None and now - since > limit_s:
+                    client.kill(f"too slow: nothing read for {self.config.stall_timeout_ms} ms")
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             records = await self.consumer.poll(max_records=2_000, timeout_ms=500)
+            now = loop.time()
             for rec in records:
                 try:
                     update = decode_update(rec.value)
@@ -138,13 +366,13 @@ class Hub:
                     log.exception("skipping an undecodable update at offset %d", rec.offset)
                     continue
                 for seq, tick in update.ticks:
-                    self._on_tick(seq, tick)
+                    self.on_tick(seq, tick, now_s=now)
                 for seq, candle in update.candles:
-                    self._on_candle(seq, candle)
+                    self.on_candle(seq, candle, now_s=now)
             if records:
                 await self.consumer.commit()
 
-    def _on_tick(self, seq: int, tick: Tick) -> None:
+    def on_tick(self, seq: int, tick: Tick, *, now_s: float) -> None:
         latest = self.latest.get(tick.symbol)
         if latest is None or tick.ts_ms >= latest.ts_ms:
             self.latest[tick.symbol] = tick
@@ -153,10 +381,9 @@ class Hub:
         if seq <= ch.seq:
             return  # republished after a stream worker restart: clients have it already
         ch.seq, ch.tick = seq, tick
-        if ch.subscribers:
-            self._fan_out(ch, name, seq, tick_public(tick))
+        self._fan_out(ch, name, seq, tick_public(tick), None, now_s)
 
-    def _on_candle(self, seq: int, candle: Candle) -> None:
+    def on_candle(self, seq: int, candle: Candle, *, now_s: float) -> None:
         name = f"candles:{candle.symbol}:{candle.res}"
         ch = self.channels.get(name) or self.channels.setdefault(name, _Channel())
         if seq <= ch.seq:
@@ -165,14 +392,36 @@ class Hub:
         ch.candles[candle.start_ms] = candle
         if len(ch.candles) > self.history:
             ch.candles.popitem(last=False)
-        if ch.subscribers:
-            self._fan_out(ch, name, seq, candle.public())
+        self._fan_out(ch, name, seq, candle.public(), candle.start_ms, now_s)
 
-    def _fan_out(self, ch: _Channel, name: str, seq: int, data: object) -> None:
+    def _fan_out(
+        self, ch: _Channel, name: str, seq: int, data: object, bucket: int | None, now_s: float
+    ) -> None:
         text = orjson.dumps({"type": "update", "channel": name, "seq": seq, "data": data}).decode()
+        recent = ch.recent
+        if recent and recent[-1][0] + 1 != seq:
+            recent.clear()  # a gap (this node missed updates): resume only from here on
+        recent.append((seq, now_s, text))
+        if len(recent) > self.config.history_messages:
+            recent.popleft()
         for client in ch.subscribers:
-            client.send(text)
+            client.offer(name, seq, bucket, text)
         self.delivered += len(ch.subscribers)
+
+    def missed(self, channel: str, since: int, *, now_s: float) -> list[tuple[int, str]] | None:
+        """The update messages after ``since``, or None when the history is gone."""
+        ch = self.channels.get(channel)
+        if ch is None:
+            return None
+        if since >= ch.seq:
+            return []
+        recent = ch.recent
+        oldest_s = now_s - self.config.history_age_ms / 1000
+        while recent and recent[0][1] < oldest_s:
+            recent.popleft()
+        if not recent or recent[0][0] > since + 1 or recent[-1][0] != ch.seq:
+            return None
+        return [(seq, text) for seq, _, text in recent if seq > since]
 
     def recent_candles(self, symbol: str, res: str) -> list[Candle]:
         ch = self.channels.get(f"candles:{symbol}:{res}")
@@ -181,10 +430,18 @@ class Hub:
     async def knows(self, symbol: str) -> bool:
         return symbol in self.latest or await self.store.state(symbol) is not None
 
-    async def subscribe(self, client: Client, channel: str) -> None:
-        """Send ``client`` a snapshot of ``channel`` and every update after it."""
+    async def subscribe(
+        self,
+        client: Client,
+        channel: str,
+        *,
+        since: int | None = None,
+        max_hz: float | None = None,
+    ) -> None:
+        """Send ``client`` what it missed since ``since`` (or a snapshot) and every update after."""
         _, symbol, res = parse_channel(channel)
         if channel in client.channels:
+            client.set_rate(channel, max_hz)
             return
         state = await self.store.state(symbol)
         if state is None and symbol not in self.latest:
@@ -196,6 +453,21 @@ class Hub:
         ch = self.channels.get(channel) or self.channels.setdefault(channel, _Channel())
         stored_seq = state.seqs.get(res or "ticks", 0) if state else 0
         ch.seq = max(ch.seq, stored_seq)
+        client.set_rate(channel, max_hz)
+        if since is not None:
+            missed = self.missed(channel, since, now_s=asyncio.get_running_loop().time())
+            size = sum(len(text) for _, text in missed or ())
+            if (
+                missed is not None
+                and client.buffered_bytes + size <= client.config.send_buffer_bytes
+            ):
+                msg = {"type": "subscribed", "channel": channel, "seq": since, "recovered": True,
+                       "missed": len(missed)}  # fmt: skip
+                client.control(msg, channel=channel, seq=since)
+                client.replay(channel, missed)
+                ch.subscribers.add(client)
+                client.channels.add(channel)
+                return
         data: object
         if res is None:
             tick = ch.tick or (state.latest if state else None)
@@ -204,8 +476,11 @@ class Hub:
             merged = {c.start_ms: c for c in history}
             merged.update(ch.candles)
             data = {"candles": [merged[k].public() for k in sorted(merged)][-self.history :]}
-        msg = {"type": "snapshot", "channel": channel, "seq": ch.seq, "data": data}
-        client.send(orjson.dumps(msg).decode())
+        snap: dict[str, object] = {"type": "snapshot", "channel": channel, "seq": ch.seq}
+        if since is not None:
+            snap["recovered"] = False
+        snap["data"] = data
+        client.control(snap, channel=channel, seq=ch.seq)
         ch.subscribers.add(client)
         client.channels.add(channel)
 
@@ -213,7 +488,7 @@ class Hub:
         ch = self.channels.get(channel)
         if ch is not None:
             ch.subscribers.discard(client)
-        client.channels.discard(channel)
+        client.forget(channel)
 
     def drop(self, client: Client) -> None:
         for channel in list(client.channels):
@@ -221,61 +496,118 @@ class Hub:
         self.clients.discard(client)
 
 
-async def serve_client(
-    request: web.Request, hub: Hub, *, max_queue: int = 2_000, max_channels: int = 64
-) -> web.WebSocketResponse:
-    """The ``/ws`` endpoint: subscribe/unsubscribe ops in, snapshots and updates out."""
+async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
+    """The ``/ws`` endpoint: subscribe/unsubscribe/ping ops in, snapshots and updates out."""
+    config = hub.config
     # No per-message deflate: frames are small and compressing each one for every client costs
     # more CPU than the bytes it saves on loopback and LAN links.
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024, compress=False)
+    ws = web.WebSocketResponse(
+        heartbeat=config.heartbeat_ms / 1000, max_msg_size=config.max_message_bytes, compress=False
+    )
     await ws.prepare(request)
-    client = Client(ws, max_queue=max_queue)
+    client = WsClient(request, ws, config)
     hub.clients.add(client)
     pump = asyncio.create_task(client.pump())
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 if msg.type is WSMsgType.BINARY:
-                    _error(client, "bad_message", "send JSON text frames")
+                    client.error("bad_message", "send JSON text frames")
                 continue
-            await _handle(hub, client, msg.data, max_channels=max_channels)
+            await handle_message(hub, client, msg.data)
     finally:
         hub.drop(client)
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
+        await client.finish()
         if not ws.closed:
-            await ws.close(code=WSCloseCode.GOING_AWAY)
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY), 1.0)
     return ws
 
 
-def _error(client: Client, code: str, message: str) -> None:
-    client.send(orjson.dumps({"type": "error", "code": code, "message": message}).decode())
+class BadRequest(ValueError):
+    """A client message that breaks the protocol; ``code`` is the error code sent back."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-async def _handle(hub: Hub, client: Client, text: str, *, max_channels: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A validated subscribe or unsubscribe request."""
+
+    op: str
+    channels: tuple[str, ...]
+    since: Mapping[str, int]
+    max_hz: float | None
+
+
+def parse_request(msg: object) -> Subscription:
+    """Validate one decoded client message; ``BadRequest`` says what is wrong."""
+    if not isinstance(msg, dict):
+        raise BadRequest("bad_message", 'send an object like {"op":"subscribe","channels":[...]}')
+    op = msg.get("op")
+    if op == "ping":
+        return Subscription("ping", (), {}, None)
+    if op not in ("subscribe", "unsubscribe"):
+        raise BadRequest(
+            "bad_op", f"unknown op {str(op)[:30]!r}; use subscribe, unsubscribe or ping"
+        )
+    unknown = set(msg) - SUBSCRIBE_KEYS
+    if unknown:
+        allowed = ", ".join(sorted(SUBSCRIBE_KEYS))
+        raise BadRequest(
+            "bad_message", f"unknown field {sorted(unknown)[0][:30]!r}; allowed: {allowed}"
+        )
+    channels = msg.get("channels")
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise BadRequest("bad_message", "'channels' must be a list of channel names")
+    since = msg.get("since", {})
+    if not isinstance(since, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in since.values()
+    ):
+        raise BadRequest("bad_message", "'since' must map channel names to sequence numbers >= 0")
+    max_hz = msg.get("max_hz")
+    if max_hz is not None and (
+        isinstance(max_hz, bool)
+        or not isinstance(max_hz, int | float)
+        or not 0 < max_hz <= MAX_HZ_LIMIT
+    ):
+        raise BadRequest(
+            "bad_message", f"'max_hz' must be a number above 0 and at most {MAX_HZ_LIMIT:g}"
+        )
+    return Subscription(op, tuple(channels), since, None if max_hz is None else float(max_hz))
+
+
+async def handle_message(hub: Hub, client: Client, text: str) -> None:
     try:
         msg = orjson.loads(text)
     except orjson.JSONDecodeError:
-        _error(client, "bad_json", f"message is not JSON: {text[:60]!r}")
+        client.error("bad_json", f"message is not JSON: {text[:60]!r}")
         return
-    if not isinstance(msg, dict):
-        _error(client, "bad_message", 'send an object like {"op":"subscribe","channels":[...]}')
+    try:
+        req = parse_request(msg)
+    except BadRequest as exc:
+        client.error(exc.code, str(exc))
         return
-    op, channels = msg.get("op"), msg.get("channels")
-    if op not in ("subscribe", "unsubscribe"):
-        _error(client, "bad_op", f"unknown op {str(op)[:30]!r}; use subscribe or unsubscribe")
+    await apply_request(hub, client, req)
+
+
+async def apply_request(hub: Hub, client: Client, req: Subscription) -> None:
+    if req.op == "ping":
+        client.control({"type": "pong"})
         return
-    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-        _error(client, "bad_message", "'channels' must be a list of channel names")
-        return
-    for channel in channels:
-        if op == "unsubscribe":
+    max_channels = hub.config.max_channels
+    for channel in req.channels:
+        if req.op == "unsubscribe":
             hub.unsubscribe(client, channel)
             continue
-        if len(client.channels) >= max_channels:
-            _error(client, "too_many_channels", f"at most {max_channels} channels per connection")
+        if channel not in client.channels and len(client.channels) >= max_channels:
+            client.error("too_many_channels", f"at most {max_channels} channels per connection")
             return
         try:
-            await hub.subscribe(client, channel)
+            await hub.subscribe(client, channel, since=req.since.get(channel), max_hz=req.max_hz)
         except ChannelError as exc:
-            _error(client, exc.code, str(exc))
+            client.error(exc.code, str(exc))

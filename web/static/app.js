@@ -866,7 +866,7 @@
       }
       if (Number.isFinite(msg.seq) && sub.seq != null) {
         if (msg.seq <= sub.seq) return true;   // duplicate, or already in the snapshot
-        if (msg.seq !== sub.seq + 1) { this.resync(msg.channel, sub.seq + 1, msg.seq); return false; }
+        if (msg.seq !== sub.seq + 1 && !msg.conflated) { this.resync(msg.channel, sub.seq + 1, msg.seq); return false; }
       }
       if (Number.isFinite(msg.seq)) sub.seq = msg.seq;
       apply(msg.channel, msg.data, false);
