@@ -342,12 +342,13 @@ class Hub:
             log.exception("the websocket hub stopped reading updates")
             raise
 
-    async def watch(self, *, every_ms: int = 1_000) -> None:
+    async def watch(self) -> None:
         """Close clients whose socket has accepted nothing for ``stall_timeout_ms``."""
         loop = asyncio.get_running_loop()
         limit_s = self.config.stall_timeout_ms / 1000
+        every_s = max(0.05, min(1.0, limit_s / 4))
         while True:
-            await asyncio.sleep(every_ms / 1000)
+            await asyncio.sleep(every_s)
             now = loop.time()
             for client in list(self.clients):
                 since = client.stalled_since

@@ -96,6 +96,15 @@ async def test_two_clients_see_the_same_numbering_of_a_channel(ready: Service) -
         ('{"op":"subscribe","channels":["candles:XAU-USD:2m"]}', "bad_channel"),
         ('{"op":"subscribe","channels":["ticks:gold"]}', "bad_channel"),
         ('{"op":"subscribe","channels":["ticks:XXX-USD"]}', "unknown_symbol"),
+        ('{"op":"subscribe","channels":[],"sinse":{}}', "bad_message"),
+        (
+            '{"op":"subscribe","channels":["ticks:XAU-USD"],"since":{"ticks:XAU-USD":-1}}',
+            "bad_message",
+        ),
+        ('{"op":"subscribe","channels":["ticks:XAU-USD"],"since":[5]}', "bad_message"),
+        ('{"op":"subscribe","channels":["ticks:XAU-USD"],"max_hz":0}', "bad_message"),
+        ('{"op":"subscribe","channels":["ticks:XAU-USD"],"max_hz":5000}', "bad_message"),
+        ('{"op":"subscribe","channels":["ticks:XAU-USD"],"max_hz":"fast"}', "bad_message"),
     ],
 )
 async def test_a_bad_message_gets_an_error_and_the_connection_stays_up(
