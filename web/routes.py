@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import api, charts, page
+from web import api, charts, page, sse
 
 
 def setup(app: web.Application) -> None:
@@ -19,6 +19,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/symbols/{symbol}/candles", api.candles)
     app.router.add_get("/api/v1/deadletters", api.deadletters)
     app.router.add_get("/api/v1/vendors", api.vendors)
+    app.router.add_get("/api/v1/stream", sse.stream)
 
 
 def setup_health(app: web.Application) -> None:

@@ -1,0 +1,148 @@
+"""Server-Sent Events: ``GET /api/v1/stream?channels=...``, the websocket feed for plain HTTP.
+
+Every event's ``data`` is one message of the websocket protocol (snapshot, subscribed, update),
+and its ``id`` lists the last sequence number sent on every channel
+(``ticks:XAU-USD=1041,candles:XAU-USD:1m=377``). A client that reconnects sends that id back as
+``Last-Event-ID`` (browsers' ``EventSource`` does so by itself) and resumes exactly as a
+websocket subscribe with ``since`` does. ``max_hz`` limits the rate of every channel.
+
+Errors in the request are 4xx JSON before the stream starts. A slow client is handled as on the
+websocket (conflation, then the connection is dropped); idle streams get a comment line every
+``heartbeat_ms`` so proxies and clients see the connection is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from web.keys import HUB
+from web.live import MAX_HZ_LIMIT, ChannelError, Client, Hub, LiveConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "channels=ticks:SYMBOL,candles:SYMBOL:RES"
+
+
+class SseClient(Client):
+    """One event stream."""
+
+    def __init__(self, request: web.Request, resp: web.StreamResponse, config: LiveConfig):
+        super().__init__(config)
+        self.request = request
+        self.resp = resp
+        self.order: list[str] = []  # the requested channels, for the event id
+
+    def event_id(self) -> str:
+        return ",".join(f"{c}={self.sent_seq[c]}" for c in self.order if c in self.sent_seq)
+
+    async def _write(self, text: str, channel: str) -> None:
+        event_id = self.event_id() if channel else ""
+        head = f"id: {event_id}\n" if event_id else ""
+        await self.resp.write(f"{head}data: {text}\n\n".encode())
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.config.heartbeat_ms / 1000)
+        except TimeoutError:
+            self.stalled_since = asyncio.get_running_loop().time()
+            await self.resp.write(b": keep-alive\n\n")
+            self.stalled_since = None
+
+    async def going_away(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await asyncio.wait_for(
+                self.resp.write(
+                    b'data: {"type":"closed","code":1001,"reason":"server shutdown"}\n\n'
+                ),
+                1.0,
+            )
+        self.closing = "server shutdown"
+        self._wake.set()
+
+    async def _close_slow(self, reason: str) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
+def parse_channels(raw: str | None, *, max_channels: int) -> list[str]:
+    if not raw:
+        raise web.HTTPBadRequest(text=f"the channels parameter is required: {FORMAT}")
+    channels = list(dict.fromkeys(c.strip() for c in raw.split(",") if c.strip()))
+    if len(channels) > max_channels:
+        raise web.HTTPBadRequest(text=f"at most {max_channels} channels, got {len(channels)}")
+    return channels
+
+
+def parse_last_event_id(raw: str | None) -> dict[str, int]:
+    """``"ticks:XAU-USD=1041,candles:XAU-USD:1m=377"`` as ``{channel: seq}``."""
+    since: dict[str, int] = {}
+    if not raw:
+        return since
+    for part in raw.split(","):
+        channel, sep, seq = part.strip().rpartition("=")
+        if not sep or not channel or not seq.isdigit():
+            raise web.HTTPBadRequest(
+                text=f"Last-Event-ID must be like 'ticks:XAU-USD=1041,...', got {raw[:60]!r}"
+            )
+        since[channel] = int(seq)
+    return since
+
+
+def parse_max_hz(raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= MAX_HZ_LIMIT:
+        raise web.HTTPBadRequest(
+            text=f"max_hz must be a number above 0 and at most {MAX_HZ_LIMIT:g}, got {raw[:20]!r}"
+        )
+    return value
+
+
+async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
+    """The event stream of the requested channels until the client goes away."""
+    config = hub.config
+    channels = parse_channels(request.query.get("channels"), max_channels=config.max_channels)
+    raw_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    since = parse_last_event_id(raw_id)
+    max_hz = parse_max_hz(request.query.get("max_hz"))
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: pass events on at once
+        }
+    )
+    client = SseClient(request, resp, config)
+    client.order = channels
+    try:
+        for channel in channels:
+            await hub.subscribe(client, channel, since=since.get(channel), max_hz=max_hz)
+    except ChannelError as exc:
+        hub.drop(client)
+        if exc.code == "unknown_symbol":
+            raise web.HTTPNotFound(text=str(exc)) from None
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    hub.clients.add(client)
+    try:
+        await resp.prepare(request)
+        await resp.write(b"retry: 1000\n\n")
+        await client.pump()
+    except ConnectionError:
+        log.debug("an event stream client went away")
+    finally:
+        hub.drop(client)
+        await client.finish()
+    return resp
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    return await serve_stream(request, request.app[HUB])
