@@ -30,7 +30,13 @@ from aiohttp import web
 
 from ingest.collector import now_ms
 from ingest.replay import Progress
-from pricestream.settings import Settings, live_config, parse_duration_ms, render_config
+from pricestream.settings import (
+    Settings,
+    auth_config,
+    live_config,
+    parse_duration_ms,
+    render_config,
+)
 from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
 from stream.bus.memory import MemoryBus
 from stream.consumer import StreamWorker
@@ -198,7 +204,8 @@ async def _serve(
     render = render_config(settings) if "render" in roles else None
     if "web" in roles:
         assert store is not None
-        app = make_app(store=store, bus=bus, render=render, live=live_config(settings))
+        app = make_app(store=store, bus=bus, render=render, live=live_config(settings),
+                       auth=auth_config(settings))  # fmt: skip
     elif render is not None:
         assert store is not None
         app = make_render_app(store=store, render=render)

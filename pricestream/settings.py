@@ -18,10 +18,11 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from ingest.config import CompositeConfig, VendorConfig, VendorConfigError, parse_vendors
 from render.service import RenderConfig
 from render.spec import parse_path
-from stream.contract import RESOLUTIONS, DailyBoundary
+from stream.contract import RESOLUTIONS, DailyBoundary, check_symbol
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from stream.store import DEFAULT_RETENTION_MS
 from stream.store.mongo import READ_PREFERENCES
+from web.auth import AuthConfig
 from web.live import LiveConfig
 
 ENV_PREFIX = "PRICESTREAM_"
@@ -155,6 +156,15 @@ class Live:
 
 
 @dataclass(frozen=True, slots=True)
+class Auth:
+    # Secrets: kept out of repr, so a logged or printed Settings never shows them.
+    api_keys: str = field(default="", repr=False)  # comma-separated
+    jwt_secret: str = field(default="", repr=False)  # HS256 tokens are accepted when set
+    private_symbols: str = ""  # comma-separated: their channels need credentials
+    leeway_s: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Composite:
     enabled: bool = True
     vendor: str = "composite"
@@ -185,6 +195,7 @@ class Settings:
     log: Log = field(default_factory=Log)
     render: Render = field(default_factory=Render)
     live: Live = field(default_factory=Live)
+    auth: Auth = field(default_factory=Auth)
     retention: dict[str, str] = field(default_factory=_default_retention)
     composite: Composite = field(default_factory=Composite)
     vendors: tuple[VendorConfig, ...] = ()
@@ -350,6 +361,16 @@ class Settings:
         ]  # fmt: skip
         checks += self.render.checks()
         checks += self.live.checks()
+        for symbol in auth_config(self).private_symbols:
+            try:
+                check_symbol(symbol)
+            except ValueError as exc:
+                raise ConfigError(f"auth.private_symbols: {exc}") from exc
+        checks += [
+            ("auth.leeway_s", 0 <= self.auth.leeway_s <= 3_600, "must be 0..3600"),
+            ("auth.jwt_secret", self.auth.jwt_secret == "" or len(self.auth.jwt_secret) >= 32,
+             "must be at least 32 characters (or empty: no tokens)"),
+        ]  # fmt: skip
         for path in self.render.pregenerate_paths:
             try:
                 parse_path(path)
@@ -363,6 +384,17 @@ class Settings:
 def live_config(settings: Settings) -> LiveConfig:
     """The ``[live]`` section as the web role's ``LiveConfig``."""
     return LiveConfig(**dataclasses.asdict(settings.live))
+
+
+def auth_config(settings: Settings) -> AuthConfig:
+    """The ``[auth]`` section as the web role's ``AuthConfig``."""
+    a = settings.auth
+    return AuthConfig(
+        api_keys=tuple(k.strip() for k in a.api_keys.split(",") if k.strip()),
+        jwt_secret=a.jwt_secret,
+        private_symbols=frozenset(p.strip() for p in a.private_symbols.split(",") if p.strip()),
+        leeway_s=a.leeway_s,
+    )
 
 
 def render_config(settings: Settings) -> RenderConfig | None:

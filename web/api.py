@@ -16,7 +16,8 @@ from stream.contract import (
     Tick,
     check_symbol,
 )
-from web.keys import HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
+from web.auth import AuthError
+from web.keys import AUTH, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import serve_client
 from web.vendors import vendor_public
 
@@ -47,8 +48,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        challenge = exc.headers.get("WWW-Authenticate")  # 401 says which scheme to use
         return json_response(
-            {"error": {"status": exc.status, "message": message}}, status=exc.status
+            {"error": {"status": exc.status, "message": message}},
+            status=exc.status,
+            headers={"WWW-Authenticate": challenge} if challenge else None,
         )
 
 
@@ -136,7 +140,19 @@ async def candles(request: web.Request) -> web.Response:
     return json_response({"symbol": symbol, "res": res, "candles": out})
 
 
+def require_credentials(request: web.Request) -> str:
+    """The principal of an admin request; 401 without valid credentials."""
+    try:
+        who = request.app[AUTH].from_headers(request.headers, now_s=time.time())
+        if who is None:
+            who = request.app[AUTH].who(api_key=None, token=None, now_s=time.time())
+    except AuthError as exc:
+        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    return who
+
+
 async def deadletters(request: web.Request) -> web.Response:
+    require_credentials(request)
     limit = _int_param(request, "limit", 100, 1, 1_000) or 100
     letters = await request.app[STORE].deadletters(limit=limit)
     return json_response(

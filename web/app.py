@@ -13,7 +13,8 @@ from render.service import RenderConfig
 from stream.contract import UPDATES, VENDORS, Bus, Store
 from web import charts, routes
 from web.api import json_errors
-from web.keys import BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
+from web.auth import AuthConfig, Authenticator
+from web.keys import AUTH, BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import Hub, LiveConfig
 from web.vendors import VendorBoard
 
@@ -27,6 +28,7 @@ def make_app(
     history: int = 500,
     render: RenderConfig | None = None,
     live: LiveConfig | None = None,
+    auth: AuthConfig | None = None,
 ) -> web.Application:
     """The web role. ``store`` and ``bus`` are opened and closed by the caller.
 
@@ -35,10 +37,13 @@ def make_app(
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[STORE] = store
     app[BUS] = bus
+    app[AUTH] = Authenticator(auth or AuthConfig())
 
     async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         consumer = await bus.consumer(UPDATES, group=None)
-        hub = app[HUB] = Hub(consumer=consumer, store=store, history=history, config=live)
+        hub = app[HUB] = Hub(
+            consumer=consumer, store=store, history=history, config=live, auth=app[AUTH]
+        )
         tasks = [
             asyncio.create_task(hub.run(), name="hub"),
             asyncio.create_task(hub.watch(), name="hub-watch"),

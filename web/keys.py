@@ -8,12 +8,14 @@ from aiohttp import web
 
 from render.service import Renderer
 from stream.contract import Bus, Store
+from web.auth import Authenticator
 from web.live import Hub
 from web.vendors import VendorBoard
 
 STORE: web.AppKey[Store] = web.AppKey("store")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
 #: For a process without the web role: why it is not ready (None when it is).
 NOT_READY: web.AppKey[Callable[[], str | None]] = web.AppKey("not_ready")
 ROLES: web.AppKey[tuple[str, ...]] = web.AppKey("roles")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,12 +47,14 @@ from stream.contract import (
     decode_update,
     tick_public,
 )
+from web.auth import AuthConfig, Authenticator, AuthError
 
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4008
 MAX_HZ_LIMIT = 1_000.0
 SUBSCRIBE_KEYS = frozenset({"op", "channels", "since", "max_hz"})
+AUTH_KEYS = frozenset({"op", "api_key", "token"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +140,7 @@ class Client:
         self.conflated = 0
         self.stalled_since: float | None = None  # loop time a write started and is not done
         self.closing: str | None = None  # why the client is being closed
+        self.principal: str | None = None  # who authenticated, if anyone
         self._wake = asyncio.Event()
         self._controls = 0
         self._closer: asyncio.Task[None] | None = None
@@ -322,8 +326,10 @@ class Hub:
         store: Store,
         history: int = 500,
         config: LiveConfig | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self.consumer = consumer
+        self.auth = auth or Authenticator(AuthConfig())
         self.store = store
         self.history = history  # candles kept per candle channel for snapshots
         self.config = config or LiveConfig()
@@ -441,6 +447,11 @@ class Hub:
     ) -> None:
         """Send ``client`` what it missed since ``since`` (or a snapshot) and every update after."""
         _, symbol, res = parse_channel(channel)
+        if client.principal is None and self.auth.is_private(symbol):
+            raise ChannelError(
+                "unauthorized",
+                f"channel {channel!r} is private: authenticate with an API key or a token first",
+            )
         if channel in client.channels:
             client.set_rate(channel, max_hz)
             return
@@ -500,6 +511,10 @@ class Hub:
 async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
     """The ``/ws`` endpoint: subscribe/unsubscribe/ping ops in, snapshots and updates out."""
     config = hub.config
+    try:
+        principal = hub.auth.from_headers(request.headers, now_s=time.time())
+    except AuthError as exc:
+        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
     # No per-message deflate: frames are small and compressing each one for every client costs
     # more CPU than the bytes it saves on loopback and LAN links.
     ws = web.WebSocketResponse(
@@ -507,6 +522,7 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     client = WsClient(request, ws, config)
+    client.principal = principal
     hub.clients.add(client)
     pump = asyncio.create_task(client.pump())
     try:
@@ -543,6 +559,11 @@ class Subscription:
     channels: tuple[str, ...]
     since: Mapping[str, int]
     max_hz: float | None
+    api_key: str | None = None
+    token: str | None = None
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"Subscription(op={self.op!r}, channels={self.channels!r})"
 
 
 def parse_request(msg: object) -> Subscription:
@@ -552,9 +573,19 @@ def parse_request(msg: object) -> Subscription:
     op = msg.get("op")
     if op == "ping":
         return Subscription("ping", (), {}, None)
+    if op == "auth":
+        if set(msg) - AUTH_KEYS or not any(
+            isinstance(msg.get(k), str) for k in ("api_key", "token")
+        ):
+            raise BadRequest(
+                "bad_message", 'send {"op":"auth","api_key":KEY} or {"op":"auth","token":JWT}'
+            )
+        key, token = msg.get("api_key"), msg.get("token")
+        return Subscription("auth", (), {}, None, api_key=key if isinstance(key, str) else None,
+                            token=token if isinstance(token, str) else None)  # fmt: skip
     if op not in ("subscribe", "unsubscribe"):
         raise BadRequest(
-            "bad_op", f"unknown op {str(op)[:30]!r}; use subscribe, unsubscribe or ping"
+            "bad_op", f"unknown op {str(op)[:30]!r}; use subscribe, unsubscribe, auth or ping"
         )
     unknown = set(msg) - SUBSCRIBE_KEYS
     if unknown:
@@ -599,6 +630,14 @@ async def handle_message(hub: Hub, client: Client, text: str) -> None:
 async def apply_request(hub: Hub, client: Client, req: Subscription) -> None:
     if req.op == "ping":
         client.control({"type": "pong"})
+        return
+    if req.op == "auth":
+        try:
+            client.principal = hub.auth.who(api_key=req.api_key, token=req.token, now_s=time.time())
+        except AuthError as exc:
+            client.error("unauthorized", str(exc))
+            return
+        client.control({"type": "authenticated", "who": client.principal})
         return
     max_channels = hub.config.max_channels
     for channel in req.channels:

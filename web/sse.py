@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiohttp import web
 
+from web.auth import AuthError
 from web.keys import HUB
 from web.live import MAX_HZ_LIMIT, ChannelError, Client, Hub, LiveConfig
 
@@ -124,12 +126,20 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
     client = SseClient(request, resp, config)
     client.order = channels
     try:
+        client.principal = hub.auth.from_headers(request.headers, now_s=time.time())
+    except AuthError as exc:
+        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    try:
         for channel in channels:
             await hub.subscribe(client, channel, since=since.get(channel), max_hz=max_hz)
     except ChannelError as exc:
         hub.drop(client)
         if exc.code == "unknown_symbol":
             raise web.HTTPNotFound(text=str(exc)) from None
+        if exc.code == "unauthorized":
+            raise web.HTTPUnauthorized(
+                text=str(exc), headers={"WWW-Authenticate": "Bearer"}
+            ) from None
         raise web.HTTPBadRequest(text=str(exc)) from None
     hub.clients.add(client)
     try:

@@ -22,6 +22,7 @@ from stream.bus.memory import MemoryBus, MemoryProducer
 from stream.contract import UPDATES, Candle, Tick, Update, encode_update
 from stream.store.sqlite import SqliteStore
 from web.app import make_app
+from web.auth import AuthConfig
 from web.keys import HUB
 from web.live import Hub, LiveConfig
 
@@ -87,10 +88,12 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(data_dir: Path, config: LiveConfig) -> AsyncIterator[LiveServer]:
+async def live_server(
+    data_dir: Path, config: LiveConfig, *, auth: AuthConfig | None = None
+) -> AsyncIterator[LiveServer]:
     bus = MemoryBus(capacity=100_000)
     store = await SqliteStore.open(data_dir / "live.db")  # tmp_path exists
-    app = make_app(store=store, bus=bus, live=config)
+    app = make_app(store=store, bus=bus, live=config, auth=auth)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
     try:
