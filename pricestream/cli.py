@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -47,6 +48,15 @@ defaults, then --config FILE (TOML), then PRICESTREAM_<SECTION>_<KEY> environmen
 then these flags."""
 
 
+TAIL_EPILOG = """\
+examples:
+  pricestream tail XAU-USD
+  pricestream tail XAU-USD XAG-USD --url http://prices.internal:8080/ --max-hz 2
+
+Private symbols need credentials: PRICESTREAM_API_KEY or PRICESTREAM_TOKEN (a JWT) from the
+environment (never on the command line, where other users can see them)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricestream", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -78,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="replay speed factor: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible",
     )
+    tail = sub.add_parser(
+        "tail",
+        help="show live prices from a running service in the terminal",
+        description="Follow ticks of SYMBOLs from a running service; resumes after reconnects.",
+        epilog=TAIL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tail.add_argument("symbols", nargs="+", metavar="SYMBOL", help="e.g. XAU-USD")
+    tail.add_argument("--url", default="http://127.0.0.1:8080/", help="the service's address")
+    tail.add_argument("--max-hz", type=float, help="at most this many lines a second per symbol")
+    tail.add_argument("--count", type=int, help="stop after this many updates")
     for role in ROLES:
         one = sub.add_parser(
             role,
@@ -96,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "tail":
+        return _tail(args)
     overrides: dict[str, dict[str, object]] = {}
     if args.host is not None:
         overrides.setdefault("server", {})["host"] = args.host
@@ -125,6 +148,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # not on this platform: the stdlib loop works too
         return asyncio.run(_run(settings, roles))
     return uvloop.run(_run(settings, roles))
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from pricestream.client import LiveClient, LiveError
+
+    channels = [f"ticks:{s.upper()}" for s in args.symbols]
+    client = LiveClient(
+        args.url,
+        channels,
+        api_key=os.environ.get("PRICESTREAM_API_KEY"),
+        token=os.environ.get("PRICESTREAM_TOKEN"),
+        max_hz=args.max_hz,
+    )
+
+    async def follow() -> int:
+        shown = 0
+        async for msg in client.messages():
+            tick = msg.get("data")
+            if msg.get("type") not in ("snapshot", "update") or not isinstance(tick, dict):
+                continue
+            print(format_tick(tick), flush=True)
+            if msg["type"] == "update":
+                shown += 1
+                if args.count is not None and shown >= args.count:
+                    return 0
+        return 0
+
+    try:
+        return asyncio.run(follow())
+    except LiveError as exc:
+        print(f"pricestream tail: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def format_tick(tick: dict[str, object]) -> str:
+    """One line per tick: time (UTC), symbol, bid, ask, price, vendor."""
+    ts_ms = tick.get("ts_ms")
+    when = "--:--:--.---"
+    if isinstance(ts_ms, int):
+        when = time.strftime("%H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}"
+
+    def num(name: str) -> str:
+        value = tick.get(name)
+        return f"{value:>11.3f}" if isinstance(value, int | float) else f"{'?':>11}"
+
+    symbol, vendor = str(tick.get("symbol", "?")), str(tick.get("vendor", ""))
+    return (
+        f"{when}  {symbol:<8}  bid {num('bid')}  ask {num('ask')}  price {num('price')}  {vendor}"
+    )
 
 
 def _progress_bar() -> Callable[[int, int], None] | None:
