@@ -106,8 +106,9 @@ class _Channel:
     tick: Tick | None = None
     candles: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
     subscribers: set[Client] = field(default_factory=set)
-    #: (seq, arrival time in loop seconds, message), contiguous in seq
-    recent: deque[tuple[int, float, str]] = field(default_factory=deque)
+    #: (seq, arrival time in loop seconds, value, its message if it had subscribers), contiguous
+    #: in seq; a channel nobody watches keeps values and is encoded only if someone resumes
+    recent: deque[tuple[int, float, Tick | Candle, str | None]] = field(default_factory=deque)
 
 
 # An outbox entry: (channel, seq, message, is_control). Keys: (channel, kind, n) with kind 0 for
@@ -138,7 +139,9 @@ class Client:
         self.peak_bytes = 0
         self.sent = 0
         self.conflated = 0
-        self.stalled_since: float | None = None  # loop time a write started and is not done
+        self.writing = False  # a write to the socket has started and not finished
+        self.stalled_since: float | None = None  # set by Hub.watch: when it saw no progress
+        self.sent_at_look = 0
         self.closing: str | None = None  # why the client is being closed
         self.principal: str | None = None  # who authenticated, if anyone
         self._wake = asyncio.Event()
@@ -155,6 +158,21 @@ class Client:
         """Queue one update of ``channel``; conflates rather than waits."""
         if self.closing is not None:
             return
+        if bucket is None and not self.throttles:
+            outbox = self.outbox
+            if len(outbox) < self.config.send_buffer_messages:
+                # the common case, kept short: one update of a client that keeps up
+                if not outbox:
+                    self._wake.set()  # the pump waits only on an empty outbox
+                outbox[(channel, 0, seq)] = (channel, seq, text, False)
+                size = self.buffered_bytes = self.buffered_bytes + len(text)
+                if size > self.peak_bytes:
+                    self.peak_bytes = size
+                    if size > self.config.send_buffer_bytes:
+                        self.kill(
+                            f"too slow: more than {self.config.send_buffer_bytes} bytes waiting"
+                        )
+                return
         entry = (channel, seq, text, False)
         key = (channel, 2, bucket) if bucket is not None else (channel, 1, 0)
         throttle = self.throttles.get(channel)
@@ -222,7 +240,8 @@ class Client:
             self.conflated += 1
         self.outbox[key] = entry
         self.buffered_bytes += len(entry[2])
-        self.peak_bytes = max(self.peak_bytes, self.buffered_bytes)
+        if self.buffered_bytes > self.peak_bytes:
+            self.peak_bytes = self.buffered_bytes
         self._wake.set()
         if self.buffered_bytes > self.config.send_buffer_bytes:
             self.kill(f"too slow: more than {self.config.send_buffer_bytes} bytes waiting")
@@ -246,7 +265,6 @@ class Client:
 
     async def pump(self) -> None:
         """Write queued messages until the client is closed."""
-        loop = asyncio.get_running_loop()
         while self.closing is None:
             if not self.outbox:
                 self._wake.clear()
@@ -262,9 +280,9 @@ class Client:
                     if last is not None and seq != last + 1:
                         text = text[:-1] + ',"conflated":true}'
                 self.sent_seq[channel] = seq
-            self.stalled_since = loop.time()
+            self.writing = True
             await self._write(text, channel)
-            self.stalled_since = None
+            self.writing = False
             self.sent += 1
 
     async def finish(self) -> None:
@@ -316,6 +334,11 @@ class WsClient(Client):
                 transport.abort()
 
 
+def _update_text(channel: str, seq: int, value: Tick | Candle) -> str:
+    data = tick_public(value) if isinstance(value, Tick) else value.public()
+    return orjson.dumps({"type": "update", "channel": channel, "seq": seq, "data": data}).decode()
+
+
 class Hub:
     """Reads ``updates`` from the bus, keeps each channel's recent state, fans out."""
 
@@ -357,8 +380,12 @@ class Hub:
             await asyncio.sleep(every_s)
             now = loop.time()
             for client in list(self.clients):
-                since = client.stalled_since
-                if since is not None and now - since > limit_s:
+                # stalled: a write is pending and nothing was sent since the last look
+                if not client.writing or client.sent != client.sent_at_look:
+                    client.sent_at_look, client.stalled_since = client.sent, None
+                elif client.stalled_since is None:
+                    client.stalled_since = now
+                elif now - client.stalled_since > limit_s:
                     client.kill(f"too slow: nothing read for {self.config.stall_timeout_ms} ms")
 
     async def _run(self) -> None:
@@ -388,7 +415,7 @@ class Hub:
         if seq <= ch.seq:
             return  # republished after a stream worker restart: clients have it already
         ch.seq, ch.tick = seq, tick
-        self._fan_out(ch, name, seq, tick_public(tick), None, now_s)
+        self._fan_out(ch, name, seq, tick, None, now_s)
 
     def on_candle(self, seq: int, candle: Candle, *, now_s: float) -> None:
         name = f"candles:{candle.symbol}:{candle.res}"
@@ -399,21 +426,29 @@ class Hub:
         ch.candles[candle.start_ms] = candle
         if len(ch.candles) > self.history:
             ch.candles.popitem(last=False)
-        self._fan_out(ch, name, seq, candle.public(), candle.start_ms, now_s)
+        self._fan_out(ch, name, seq, candle, candle.start_ms, now_s)
 
     def _fan_out(
-        self, ch: _Channel, name: str, seq: int, data: object, bucket: int | None, now_s: float
+        self,
+        ch: _Channel,
+        name: str,
+        seq: int,
+        value: Tick | Candle,
+        bucket: int | None,
+        now_s: float,
     ) -> None:
-        text = orjson.dumps({"type": "update", "channel": name, "seq": seq, "data": data}).decode()
+        subscribers = ch.subscribers
+        text = _update_text(name, seq, value) if subscribers else None
         recent = ch.recent
         if recent and recent[-1][0] + 1 != seq:
             recent.clear()  # a gap (this node missed updates): resume only from here on
-        recent.append((seq, now_s, text))
+        recent.append((seq, now_s, value, text))
         if len(recent) > self.config.history_messages:
             recent.popleft()
-        for client in ch.subscribers:
-            client.offer(name, seq, bucket, text)
-        self.delivered += len(ch.subscribers)
+        if text is not None:
+            for client in subscribers:
+                client.offer(name, seq, bucket, text)
+            self.delivered += len(subscribers)
 
     def missed(self, channel: str, since: int, *, now_s: float) -> list[tuple[int, str]] | None:
         """The update messages after ``since``, or None when the history is gone."""
@@ -428,7 +463,11 @@ class Hub:
             recent.popleft()
         if not recent or recent[0][0] > since + 1 or recent[-1][0] != ch.seq:
             return None
-        return [(seq, text) for seq, _, text in recent if seq > since]
+        return [
+            (seq, text or _update_text(channel, seq, value))
+            for seq, _, value, text in recent
+            if seq > since
+        ]
 
     def recent_candles(self, symbol: str, res: str) -> list[Candle]:
         ch = self.channels.get(f"candles:{symbol}:{res}")

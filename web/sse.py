@@ -50,9 +50,9 @@ class SseClient(Client):
         try:
             await asyncio.wait_for(self._wake.wait(), self.config.heartbeat_ms / 1000)
         except TimeoutError:
-            self.stalled_since = asyncio.get_running_loop().time()
+            self.writing = True
             await self.resp.write(b": keep-alive\n\n")
-            self.stalled_since = None
+            self.writing = False
 
     async def going_away(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
