@@ -16,7 +16,7 @@ from stream.contract import (
     Tick,
     check_symbol,
 )
-from web.auth import AuthError
+from web.auth import AuthError, unauthorized
 from web.keys import AUTH, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import serve_client
 from web.vendors import vendor_public
@@ -147,7 +147,7 @@ def require_credentials(request: web.Request) -> str:
         if who is None:
             who = request.app[AUTH].who(api_key=None, token=None, now_s=time.time())
     except AuthError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        raise unauthorized(str(exc)) from None
     return who
 
 

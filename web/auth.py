@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
+from aiohttp import web
 
 SCHEME = "Bearer"
 
@@ -90,6 +91,11 @@ class Authenticator:
         if not api_key and not token:
             return None
         return self.who(api_key=api_key, token=token, now_s=now_s)
+
+
+def unauthorized(message: str) -> web.HTTPUnauthorized:
+    """A 401 that names what is wrong and the scheme to use."""
+    return web.HTTPUnauthorized(text=message, headers={"WWW-Authenticate": SCHEME})
 
 
 def bearer(header: str | None) -> str | None:

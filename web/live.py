@@ -47,7 +47,7 @@ from stream.contract import (
     decode_update,
     tick_public,
 )
-from web.auth import AuthConfig, Authenticator, AuthError
+from web.auth import AuthConfig, Authenticator, AuthError, unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -553,7 +553,7 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
     try:
         principal = hub.auth.from_headers(request.headers, now_s=time.time())
     except AuthError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        raise unauthorized(str(exc)) from None
     # No per-message deflate: frames are small and compressing each one for every client costs
     # more CPU than the bytes it saves on loopback and LAN links.
     ws = web.WebSocketResponse(

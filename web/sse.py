@@ -20,7 +20,7 @@ import time
 
 from aiohttp import web
 
-from web.auth import AuthError
+from web.auth import AuthError, unauthorized
 from web.keys import HUB
 from web.live import MAX_HZ_LIMIT, ChannelError, Client, Hub, LiveConfig
 
@@ -128,7 +128,7 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
     try:
         client.principal = hub.auth.from_headers(request.headers, now_s=time.time())
     except AuthError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        raise unauthorized(str(exc)) from None
     try:
         for channel in channels:
             await hub.subscribe(client, channel, since=since.get(channel), max_hz=max_hz)
@@ -137,9 +137,7 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
         if exc.code == "unknown_symbol":
             raise web.HTTPNotFound(text=str(exc)) from None
         if exc.code == "unauthorized":
-            raise web.HTTPUnauthorized(
-                text=str(exc), headers={"WWW-Authenticate": "Bearer"}
-            ) from None
+            raise unauthorized(str(exc)) from None
         raise web.HTTPBadRequest(text=str(exc)) from None
     hub.clients.add(client)
     try:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pricestream.settings import ConfigError, Settings, parse_duration_ms, render_config
+from pricestream.settings import (
+    ConfigError,
+    Settings,
+    auth_config,
+    live_config,
+    parse_duration_ms,
+    render_config,
+)
 from stream.contract import DailyBoundary
 
 
@@ -105,3 +112,36 @@ def test_render_settings_become_the_pool_configuration(tmp_path: Path) -> None:
     assert config.pregenerate == ("XAU-USD.png", "snapshots/XAG-USD.csv?range=1w")
     off = Settings.load(None, {}, {"render": {"enabled": False}})
     assert render_config(off) is None
+
+
+def test_live_and_auth_sections_reach_the_web_role() -> None:
+    env = {
+        "PRICESTREAM_LIVE_HISTORY_MESSAGES": "5",
+        "PRICESTREAM_LIVE_STALL_TIMEOUT_MS": "2000",
+        "PRICESTREAM_AUTH_API_KEYS": "k-one, k-two",
+        "PRICESTREAM_AUTH_JWT_SECRET": "z" * 32,
+        "PRICESTREAM_AUTH_PRIVATE_SYMBOLS": "XPD-USD",
+    }
+    s = Settings.load(None, env)
+    live = live_config(s)
+    assert (live.history_messages, live.stall_timeout_ms, live.max_channels) == (5, 2000, 64)
+    auth = auth_config(s)
+    assert auth.api_keys == ("k-one", "k-two")
+    assert auth.private_symbols == frozenset({"XPD-USD"})
+    for shown in (repr(s), repr(s.auth), repr(auth)):  # what a log line or traceback would show
+        assert "k-one" not in shown
+        assert "z" * 32 not in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"PRICESTREAM_AUTH_JWT_SECRET": "short"}, "auth.jwt_secret must be at least 32"),
+        ({"PRICESTREAM_AUTH_PRIVATE_SYMBOLS": "gold"}, "auth.private_symbols"),
+        ({"PRICESTREAM_LIVE_MAX_CHANNELS": "0"}, "live.max_channels must be 1..10000"),
+        ({"PRICESTREAM_LIVE_SEND_BUFFER_BYTES": "10"}, "live.send_buffer_bytes must be >= 4096"),
+    ],
+)
+def test_bad_live_or_auth_settings_are_refused_by_name(env: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Settings.load(None, env)
