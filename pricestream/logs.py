@@ -8,6 +8,8 @@ from typing import ClassVar
 
 import orjson
 
+from web.middleware import RequestIdFilter
+
 
 class JsonFormatter(logging.Formatter):
     _SKIP: ClassVar[set[str]] = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -33,6 +35,7 @@ def configure(*, level: str, fmt: str) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(RequestIdFilter())  # the request id on what is logged while handling one
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
