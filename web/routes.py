@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import api, charts, metrics, page
+from web import api, charts, metrics, openapi, page
 
 
 def setup(app: web.Application) -> None:
@@ -20,6 +20,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/deadletters", api.deadletters)
     app.router.add_get("/api/v1/vendors", api.vendors)
     app.router.add_get("/metrics", metrics.serve)
+    app.router.add_get("/openapi.json", openapi.serve)
 
 
 def setup_health(app: web.Application) -> None:
