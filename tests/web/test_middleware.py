@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from stream.bus.memory import MemoryBus
 from stream.store.sqlite import SqliteStore
 from tests.conftest import Service
-from web.app import make_app
+from web.app import make_app, make_health_app
 from web.middleware import API_CSP, HttpOptions, TokenBuckets
 
 SHOP = "https://shop.example.com"
@@ -245,3 +245,25 @@ def test_log_records_written_while_handling_a_request_carry_its_id() -> None:
     outside = logging.makeLogRecord({"msg": "status"})
     RequestIdFilter().filter(outside)
     assert not hasattr(outside, "request_id")
+
+
+async def test_an_unexpected_error_is_a_json_500_naming_the_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken() -> str | None:
+        raise RuntimeError("the readiness check broke")
+
+    caplog.set_level(logging.INFO)
+    app = make_health_app(roles=("ingest",), ready=broken)
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        aiohttp.ClientSession() as http,
+        http.get(server.make_url("/readyz"), headers={"X-Request-Id": "oops-1"}) as resp,
+    ):
+        assert resp.status == 500
+        assert resp.headers["X-Request-Id"] == "oops-1"
+        assert "request id oops-1" in (await resp.json())["error"]["message"]
+    failed = [r for r in caplog.records if r.name == "web.middleware"]
+    assert failed
+    assert failed[0].exc_info is not None
+    assert "the readiness check broke" in str(failed[0].exc_info[1])
