@@ -27,7 +27,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure(*, level: str, fmt: str) -> None:
+def configure(*, level: str, fmt: str, access: bool = True) -> None:
+    """Log to stderr at ``level`` in ``fmt``; ``access``: a line per HTTP request too."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -39,4 +40,5 @@ def configure(*, level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # web.access replaces it
+    logging.getLogger("web.access").setLevel(logging.NOTSET if access else logging.WARNING)

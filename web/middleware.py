@@ -1,20 +1,20 @@
 """HTTP middleware: request ids and access logs, per-client rate limits, CORS, security headers.
 
-``install(app, options)`` adds them to an app, outermost first:
+``install(app, options)`` puts one middleware in front of the app's own, which does, in order:
 
-1. ``request_ids``: every request gets an id, the client's ``X-Request-Id`` if well formed
-   (1 to 128 of ``A-Z a-z 0-9 . _ : -``) or a new random one; it is sent back in the
-   ``X-Request-Id`` header, set on every log record written while the request is handled
-   (``request_id``) and logged with the access line on the ``web.access`` logger (method, path,
-   status, duration, client). An unexpected error becomes a JSON 500 naming the request id.
-2. ``cors``: origins on ``HttpOptions.cors_origins`` may read the API from a browser page of
-   theirs; their preflight ``OPTIONS`` requests are answered here. Other origins get no CORS
-   headers (the browser keeps the answer from them), and their preflight gets 403.
-3. ``rate_limit``: a token bucket per client address (``rate_limit_per_s`` tokens a second,
-   up to ``rate_limit_burst``); a client with an empty bucket gets 429 with ``Retry-After`` and
-   a JSON message. Health checks and ``/metrics`` are not limited.
-4. ``body_limit``: a request declaring a body over ``max_body_bytes`` gets 413 at once (no
-   route reads a body today; the app's ``client_max_size`` guards those that will).
+1. Request ids: every request gets one, the client's ``X-Request-Id`` if well formed (1 to 128
+   of ``A-Z a-z 0-9 . _ : -``) or a new random one; it is sent back in the ``X-Request-Id``
+   header, set on every log record written while the request is handled (``request_id``, by
+   ``RequestIdFilter``) and logged with the access line on the ``web.access`` logger (method,
+   path, status, duration, client). An unexpected error becomes a JSON 500 naming the id.
+2. CORS: origins in ``HttpOptions.cors_origins`` may read the API from a page of theirs; their
+   preflight ``OPTIONS`` requests are answered here. Other origins get no CORS headers (the
+   browser keeps the answer from them), and their preflight gets 403.
+3. Rate limit: a token bucket per client address (``rate_limit_per_s`` tokens a second, up to
+   ``rate_limit_burst``); a client with an empty bucket gets 429 with ``Retry-After`` and a
+   JSON message. Health checks and ``/metrics`` are not limited.
+4. Body size: a request declaring a body over ``max_body_bytes`` gets 413 at once (no route
+   reads a body today; the app's ``client_max_size`` guards those that will).
 
 Every response also gets ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy``, and those
 without a policy of their own (all but the page) a ``Content-Security-Policy`` that lets them
@@ -33,7 +33,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
 
 from web.api import Handler, json_response
 from web.metrics import HTTP
@@ -121,127 +120,104 @@ def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:
 
 
 def install(app: web.Application, options: HttpOptions) -> None:
-    """Add the middleware above to ``app`` (before it starts), outermost first."""
-    ours = [request_ids, cors(options.cors_origins)]
-    if options.rate_limit_per_s > 0:
-        buckets = TokenBuckets(rate_per_s=options.rate_limit_per_s,
-                               burst=options.rate_limit_burst,
-                               max_keys=options.rate_limit_clients)  # fmt: skip
-        ours.append(rate_limit(buckets, options.trust_forwarded_for))
-    ours.append(body_limit(options.max_body_bytes))
-    for i, mw in enumerate(ours):  # before the app's own (json_errors)
-        app.middlewares.insert(i, mw)
+    """Put the middleware before the app's own (``json_errors``); before the app starts."""
+    app.middlewares.insert(0, _Middleware(options).handle)
     app.on_response_prepare.append(_on_prepare)
 
 
-@web.middleware
-async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.headers.get(REQUEST_ID_HEADER, "")
-    if not _WELL_FORMED_ID.fullmatch(rid):
-        rid = secrets.token_hex(16)
-    token = current_request_id.set(rid)
-    started = time.perf_counter()
-    try:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:  # raised past json_errors: a redirect, say
-            response = exc
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            message = f"internal error; quote request id {rid} when reporting it"
-            response = json_response({"error": {"status": 500, "message": message}}, status=500)
-        request.app[HTTP].count(response.status)
-        access_log.info(
-            "%s %s %d %.1f ms id=%s",
-            request.method,
-            request.path,
-            response.status,
-            (time.perf_counter() - started) * 1000,
-            rid,
-            extra={
-                "request_id": rid,
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "remote": request.remote,
-            },
-        )
-        if not response.prepared:  # else ``_on_prepare`` did it
-            _add_headers(response, rid)
-        if isinstance(response, web.HTTPException):
-            raise response
-        return response
-    finally:
-        current_request_id.reset(token)
+class _Middleware:
+    """All of it in one middleware: each layer of middleware costs a call frame per request."""
 
-
-def cors(origins: tuple[str, ...]) -> Middleware:
-    allowed = frozenset(origins)
-    any_origin = "*" in allowed
+    def __init__(self, options: HttpOptions) -> None:
+        self.origins = frozenset(options.cors_origins)
+        self.any_origin = "*" in self.origins
+        self.max_body_bytes = options.max_body_bytes
+        self.trust_forwarded_for = options.trust_forwarded_for
+        self.buckets: TokenBuckets | None = None
+        if options.rate_limit_per_s > 0:
+            self.buckets = TokenBuckets(rate_per_s=options.rate_limit_per_s,
+                                        burst=options.rate_limit_burst,
+                                        max_keys=options.rate_limit_clients)  # fmt: skip
 
     @web.middleware
-    async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = request.headers.get(REQUEST_ID_HEADER, "")
+        if not _WELL_FORMED_ID.fullmatch(rid):
+            rid = secrets.token_hex(16)
+        token = current_request_id.set(rid)
+        started = time.perf_counter()
         origin = request.headers.get(hdrs.ORIGIN)
-        if origin is None:
-            return await handler(request)
-        ok = any_origin or origin in allowed
-        preflight = request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in (
-            request.headers
-        )
-        if preflight:
-            method = request.headers[hdrs.ACCESS_CONTROL_REQUEST_METHOD]
-            if not ok:
-                return _refuse(403, f"origin {origin[:80]!r} is not allowed; ask for it to be "
-                               "added to http.cors_origins")  # fmt: skip
-            if method not in CORS_METHODS:
-                return _refuse(403, f"method {method[:20]!r} is not allowed cross-origin; "
-                               f"use {', '.join(CORS_METHODS)}")  # fmt: skip
-            response: web.StreamResponse = web.Response(status=204)
-            response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = ", ".join(CORS_METHODS)
-            response.headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ", ".join(CORS_HEADERS)
-            response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = "600"
-        else:
-            response = await handler(request)
-        if ok and not response.prepared:
-            response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
-            response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = ", ".join(CORS_EXPOSED)
-            response.headers.add(hdrs.VARY, "Origin")
-        return response
+        cors = origin is not None and (self.any_origin or origin in self.origins)
+        response: web.StreamResponse
+        try:
+            try:
+                refusal = self._screen(request, origin, cors)
+                response = refusal if refusal is not None else await handler(request)
+            except web.HTTPException as exc:  # raised past json_errors: a redirect, say
+                response = exc
+            except Exception:
+                log.exception("%s %s failed", request.method, request.path)
+                message = f"internal error; quote request id {rid} when reporting it"
+                response = _refuse(500, message)
+            status = response.status
+            request.app[HTTP].count(status)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            access_log.info(
+                "%s %s %d %.1f ms id=%s", request.method, request.path, status, elapsed_ms, rid,
+                extra={"request_id": rid, "method": request.method, "path": request.path,
+                       "status": status, "duration_ms": round(elapsed_ms, 3),
+                       "remote": request.remote},
+            )  # fmt: skip
+            if not response.prepared:  # else ``_on_prepare`` did it
+                _add_headers(response, rid)
+                if cors:
+                    assert origin is not None
+                    h = response.headers
+                    h[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+                    h[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = ", ".join(CORS_EXPOSED)
+                    h.add(hdrs.VARY, "Origin")
+            if isinstance(response, web.HTTPException):
+                raise response
+            return response
+        finally:
+            current_request_id.reset(token)
 
-    return cors_middleware
-
-
-def rate_limit(buckets: TokenBuckets, trust_forwarded_for: bool) -> Middleware:
-    @web.middleware
-    async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in UNLIMITED_PATHS:
-            return await handler(request)
-        client = client_address(request, trust_forwarded_for=trust_forwarded_for)
-        wait_s = buckets.take(client, time.monotonic())
-        if wait_s > 0:
-            request.app[HTTP].rate_limited += 1
-            retry_s = max(1, math.ceil(wait_s))
-            message = (
-                f"too many requests from {client}: at most {buckets.rate_per_s:g} a second "
-                f"(bursts of {buckets.burst}); retry in {retry_s} s"
-            )
-            return _refuse(429, message, headers={"Retry-After": str(retry_s)})
-        return await handler(request)
-
-    return rate_limit_middleware
-
-
-def body_limit(max_bytes: int) -> Middleware:
-    @web.middleware
-    async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def _screen(self, request: web.Request, origin: str | None, cors: bool) -> web.Response | None:
+        """The answer to a request refused or answered here, or None to pass it on."""
+        if origin is not None and request.method == "OPTIONS":
+            method = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_METHOD)
+            if method is not None:
+                return _preflight(origin, method, cors)
+        if self.buckets is not None and request.path not in UNLIMITED_PATHS:
+            client = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
+            wait_s = self.buckets.take(client, time.monotonic())
+            if wait_s > 0:
+                request.app[HTTP].rate_limited += 1
+                retry_s = max(1, math.ceil(wait_s))
+                message = (
+                    f"too many requests from {client}: at most {self.buckets.rate_per_s:g} a "
+                    f"second (bursts of {self.buckets.burst}); retry in {retry_s} s"
+                )
+                return _refuse(429, message, headers={"Retry-After": str(retry_s)})
         declared = request.content_length
-        if declared is not None and declared > max_bytes:
+        if declared is not None and declared > self.max_body_bytes:
             return _refuse(413, f"request body of {declared} bytes is over the limit of "
-                           f"{max_bytes} bytes")  # fmt: skip
-        return await handler(request)
+                           f"{self.max_body_bytes} bytes")  # fmt: skip
+        return None
 
-    return body_limit_middleware
+
+def _preflight(origin: str, method: str, allowed: bool) -> web.Response:
+    if not allowed:
+        return _refuse(403, f"origin {origin[:80]!r} is not allowed; ask for it to be added "
+                       "to http.cors_origins")  # fmt: skip
+    if method not in CORS_METHODS:
+        return _refuse(403, f"method {method[:20]!r} is not allowed cross-origin; use "
+                       f"{', '.join(CORS_METHODS)}")  # fmt: skip
+    response = web.Response(status=204)
+    response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = ", ".join(CORS_METHODS)
+    response.headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ", ".join(CORS_HEADERS)
+    response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = "600"
+    return response
 
 
 def _refuse(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

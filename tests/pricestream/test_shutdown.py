@@ -112,6 +112,7 @@ async def test_sigterm_tells_websocket_clients_to_reconnect_and_exits_cleanly(
         assert proc.returncode == 0, text[-3_000:]
         assert "draining" in text
         assert "stopped" in text
+        assert re.search(r"web\.access: GET /ws 101 .* id=[0-9a-f]{32}", text), text[-3_000:]
         assert await refused(url)
 
 

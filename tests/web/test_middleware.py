@@ -267,3 +267,18 @@ async def test_an_unexpected_error_is_a_json_500_naming_the_request_id(
     assert failed
     assert failed[0].exc_info is not None
     assert "the readiness check broke" in str(failed[0].exc_info[1])
+
+
+@pytest.mark.parametrize("access", [True, False])
+def test_access_lines_can_be_turned_off(access: bool) -> None:
+    from pricestream import logs
+
+    root = logging.getLogger()
+    kept = (root.handlers[:], root.level, logging.getLogger("web.access").level)
+    try:
+        logs.configure(level="info", fmt="json", access=access)
+        assert logging.getLogger("web.access").isEnabledFor(logging.INFO) is access
+        assert logging.getLogger("web.middleware").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:], root.level = kept[0], kept[1]
+        logging.getLogger("web.access").setLevel(kept[2])
