@@ -11,25 +11,34 @@ from aiohttp import WSCloseCode, web
 
 from render.service import RenderConfig
 from stream.contract import UPDATES, VENDORS, Bus, Store
-from web import charts, routes
+from web import charts, metrics, middleware, routes
 from web.api import json_errors
 from web.keys import BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import Hub
+from web.middleware import HttpOptions
 from web.vendors import VendorBoard
 
 log = logging.getLogger(__name__)
 
 
 def make_app(
-    *, store: Store, bus: Bus, history: int = 500, render: RenderConfig | None = None
+    *,
+    store: Store,
+    bus: Bus,
+    history: int = 500,
+    render: RenderConfig | None = None,
+    http: HttpOptions | None = None,
 ) -> web.Application:
     """The web role. ``store`` and ``bus`` are opened and closed by the caller.
 
     With ``render`` the app also serves ``/charts`` and ``/snapshots`` from its own render pool.
+    ``http`` sets rate limits and CORS origins (``web.middleware``); by default there are none.
     """
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[STORE] = store
     app[BUS] = bus
+    metrics.install(app)
+    middleware.install(app, http or HttpOptions())
 
     async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         consumer = await bus.consumer(UPDATES, group=None)
@@ -68,7 +77,9 @@ def make_app(
     return app
 
 
-def make_render_app(*, store: Store, render: RenderConfig) -> web.Application:
+def make_render_app(
+    *, store: Store, render: RenderConfig, http: HttpOptions | None = None
+) -> web.Application:
     """The render role alone: ``/charts``, ``/snapshots`` and ``/healthz`` on its own pools.
 
     For a separate ``render`` service behind nginx (which routes ``/charts`` and ``/snapshots``
@@ -78,6 +89,8 @@ def make_render_app(*, store: Store, render: RenderConfig) -> web.Application:
     app[STORE] = store
     app[ROLES] = ("render",)
     app[NOT_READY] = lambda: None
+    metrics.install(app)
+    middleware.install(app, http or HttpOptions())
     routes.setup_health(app)
     charts.install(app, store=store, config=render)
     return app
@@ -88,5 +101,7 @@ def make_health_app(*, roles: tuple[str, ...], ready: Callable[[], str | None]) 
     app = web.Application(middlewares=[json_errors])
     app[ROLES] = roles
     app[NOT_READY] = ready
+    metrics.install(app)
+    middleware.install(app, HttpOptions())
     routes.setup_health(app)
     return app
