@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pricestream: configuration error: {exc}", file=sys.stderr)
         return 2
-    logs.configure(level=settings.log.level, fmt=settings.log.format)
+    logs.configure(level=settings.log.level, fmt=settings.log.format, access=settings.log.access)
     try:
         import uvloop
     except ImportError:  # not on this platform: the stdlib loop works too

@@ -8,6 +8,8 @@ from typing import ClassVar
 
 import orjson
 
+from web.middleware import RequestIdFilter
+
 
 class JsonFormatter(logging.Formatter):
     _SKIP: ClassVar[set[str]] = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -25,7 +27,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure(*, level: str, fmt: str) -> None:
+def configure(*, level: str, fmt: str, access: bool = True) -> None:
+    """Log to stderr at ``level`` in ``fmt``; ``access``: a line per HTTP request too."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -33,7 +36,9 @@ def configure(*, level: str, fmt: str) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(RequestIdFilter())  # the request id on what is logged while handling one
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # web.access replaces it
+    logging.getLogger("web.access").setLevel(logging.NOTSET if access else logging.WARNING)

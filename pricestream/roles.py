@@ -33,6 +33,7 @@ from ingest.replay import Progress
 from pricestream.settings import (
     Settings,
     auth_config,
+    http_options,
     live_config,
     parse_duration_ms,
     render_config,
@@ -58,6 +59,7 @@ from stream.tick_archive import TickArchive
 from stream.windows import Windows
 from web.app import make_app, make_health_app, make_render_app
 from web.keys import HUB
+from web.metrics import watch_worker
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +206,15 @@ async def _serve(
     render = render_config(settings) if "render" in roles else None
     if "web" in roles:
         assert store is not None
-        app = make_app(store=store, bus=bus, render=render, live=live_config(settings),
-                       auth=auth_config(settings))  # fmt: skip
+        app = make_app(store=store, bus=bus, render=render, http=http_options(settings),
+                       live=live_config(settings), auth=auth_config(settings))  # fmt: skip
     elif render is not None:
         assert store is not None
-        app = make_render_app(store=store, render=render)
+        app = make_render_app(store=store, render=render, http=http_options(settings))
     else:
         app = make_health_app(roles=roles, ready=lambda: _ready(worker))
+    if worker is not None:
+        watch_worker(app, worker.stats)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:

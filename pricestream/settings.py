@@ -24,6 +24,7 @@ from stream.store import DEFAULT_RETENTION_MS
 from stream.store.mongo import READ_PREFERENCES
 from web.auth import AuthConfig
 from web.live import LiveConfig
+from web.middleware import HttpOptions
 
 ENV_PREFIX = "PRICESTREAM_"
 
@@ -36,6 +37,35 @@ class ConfigError(ValueError):
 class Server:
     host: str = "127.0.0.1"
     port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class Http:
+    """Per-client HTTP rate limits and the origins whose pages may call the API (CORS)."""
+
+    rate_limit_per_s: float = 50.0  # per client address; 0 turns the limit off
+    rate_limit_burst: int = 200
+    rate_limit_clients: int = 100_000  # client buckets kept
+    cors_origins: str = ""  # comma-separated, e.g. "https://shop.example.com"; "*" for any
+    trust_forwarded_for: bool = False  # behind nginx: the client is X-Forwarded-For's last
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        origins = self.origins
+        return [
+            ("http.rate_limit_per_s", 0 <= self.rate_limit_per_s <= 1_000_000,
+             "must be 0..1000000 (0: no limit)"),
+            ("http.rate_limit_burst", 1 <= self.rate_limit_burst <= 1_000_000,
+             "must be 1..1000000"),
+            ("http.rate_limit_clients", 1 <= self.rate_limit_clients <= 10_000_000,
+             "must be 1..10000000"),
+            ("http.cors_origins",
+             all(o == "*" or o.startswith(("http://", "https://")) for o in origins),
+             "must be '*' or origins like https://shop.example.com, comma-separated"),
+        ]  # fmt: skip
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +206,7 @@ class Composite:
 class Log:
     level: str = "info"
     format: str = "text"
+    access: bool = True  # one web.access line per HTTP request (about 35 µs each)
 
 
 def _default_retention() -> dict[str, str]:
@@ -188,6 +219,7 @@ def _default_retention() -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: Server = field(default_factory=Server)
+    http: Http = field(default_factory=Http)
     storage: Storage = field(default_factory=Storage)
     bus: Bus = field(default_factory=Bus)
     stream: Stream = field(default_factory=Stream)
@@ -371,6 +403,7 @@ class Settings:
             ("auth.jwt_secret", self.auth.jwt_secret == "" or len(self.auth.jwt_secret) >= 32,
              "must be at least 32 characters (or empty: no tokens)"),
         ]  # fmt: skip
+        checks += self.http.checks()
         for path in self.render.pregenerate_paths:
             try:
                 parse_path(path)
@@ -394,6 +427,17 @@ def auth_config(settings: Settings) -> AuthConfig:
         jwt_secret=a.jwt_secret,
         private_symbols=frozenset(p.strip() for p in a.private_symbols.split(",") if p.strip()),
         leeway_s=a.leeway_s,
+    )
+
+
+def http_options(settings: Settings) -> HttpOptions:
+    h = settings.http
+    return HttpOptions(
+        rate_limit_per_s=h.rate_limit_per_s,
+        rate_limit_burst=h.rate_limit_burst,
+        rate_limit_clients=h.rate_limit_clients,
+        cors_origins=h.origins,
+        trust_forwarded_for=h.trust_forwarded_for,
     )
 
 

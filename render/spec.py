@@ -103,7 +103,7 @@ Spec = ChartSpec | SnapshotSpec
 
 
 def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = query.get(name) or default
+    value = query.get(name, default)  # an empty value is refused: it names nothing
     if value not in allowed:
         raise SpecError(f"{name} must be one of {', '.join(allowed)}, got {value[:20]!r}")
     return value
@@ -111,7 +111,7 @@ def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...], defau
 
 def _size(query: Mapping[str, str], name: str, bounds: tuple[int, int], default: int) -> int:
     raw = query.get(name)
-    if not raw:
+    if raw is None:
         return default
     lo, hi = bounds
     try:
@@ -133,7 +133,7 @@ def _common(
     if fmt not in formats:
         raise SpecError(f"format must be one of {', '.join(formats)}, got {fmt[:10]!r}")
     rng = _choice(query, "range", tuple(RANGES_MS), "1d")
-    res = query.get("res") or DEFAULT_RES[rng]
+    res = query.get("res", DEFAULT_RES[rng])
     allowed = allowed_resolutions(rng)
     if res not in allowed:
         raise SpecError(

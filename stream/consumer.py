@@ -61,6 +61,8 @@ from stream.windows import Outcome, Windows
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Upper bounds of the store write latency buckets, in ms (``WorkerStats.store_write_buckets``).
+STORE_WRITE_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000)
 MAX_PENDING = 100_000  # changed candles held while a write is in progress, before waiting
 _ACCEPTED = Outcome.ACCEPTED  # a module global: cheaper than the enum attribute per tick
 
@@ -74,9 +76,26 @@ class WorkerStats:
     updates_out: int = 0
     store_writes: int = 0
     store_write_ms_total: float = 0.0
+    #: writes by latency: ``[i]`` counts those at most ``STORE_WRITE_BUCKETS_MS[i]``, the last
+    #: one those slower than every bound
+    store_write_buckets: list[int] = field(
+        default_factory=lambda: [0] * (len(STORE_WRITE_BUCKETS_MS) + 1)
+    )
     store_retries: int = 0
     batches: int = 0
     revocations: int = 0
+    #: records whose bus positions are committed: ``ticks_in - ticks_committed`` is the lag
+    ticks_committed: int = 0
+
+    def observe_store_write(self, ms: float) -> None:
+        self.store_writes += 1
+        self.store_write_ms_total += ms
+        buckets = self.store_write_buckets
+        for i, bound in enumerate(STORE_WRITE_BUCKETS_MS):
+            if ms <= bound:
+                buckets[i] += 1
+                return
+        buckets[-1] += 1
 
 
 def _now_ms() -> int:
@@ -109,6 +128,8 @@ class StreamWorker:
         self._pending_candles: dict[tuple[str, str, int], Candle] = {}
         self._pending_states: dict[str, SymbolState] = {}
         self._uncommitted = False
+        self._records_pending = 0  # records processed since the last flush started
+        self._records_writing = 0  # the records of the write in the background
         # The store write in the background, and the event it sets once the write is stored.
         self._writing: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self._stopping = asyncio.Event()
@@ -210,6 +231,7 @@ class StreamWorker:
         """Fold one polled batch into the windows and publish its updates."""
         self.stats.batches += 1
         self.stats.ticks_in += len(records)
+        self._records_pending += len(records)
         durable = self.consumer.durable
         letters: list[tuple[int, DeadLetter]] = []  # (offset, letter): kept in bus order
         ticks: list[Tick] = []
@@ -304,6 +326,7 @@ class StreamWorker:
                 if not task.done():
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
+                    self._records_pending += self._records_writing  # committed below instead
             if task.done() and not task.cancelled():
                 task.result()  # raises what made it fail
             elif not handover:
@@ -313,13 +336,15 @@ class StreamWorker:
         candles = sorted(self._pending_candles.values(), key=_candle_key)
         states = sorted(self._pending_states.values(), key=lambda s: s.symbol)
         positions = dict(self._processed)
+        records, self._records_pending = self._records_pending, 0
         self._pending_candles, self._pending_states = {}, {}
         self._uncommitted = False
         stored = asyncio.Event()
-        job = self._write_and_commit(candles, states, positions, stored)
+        job = self._write_and_commit(candles, states, positions, stored, records)
         if wait:
             await job
         else:
+            self._records_writing = records
             self._writing = (asyncio.create_task(job, name="store-write"), stored)
 
     async def _write_and_commit(
@@ -328,15 +353,16 @@ class StreamWorker:
         states: list[SymbolState],
         positions: Positions,
         stored: asyncio.Event,
+        records: int,
     ) -> None:
         if candles or states:
             started = time.perf_counter()
             await self._retrying("write", lambda: self.store.write(candles, states))
-            self.stats.store_writes += 1
-            self.stats.store_write_ms_total += (time.perf_counter() - started) * 1000
+            self.stats.observe_store_write((time.perf_counter() - started) * 1000)
         await self.producer.flush()  # the updates and dead letters of these records are out
         stored.set()
         await self.consumer.commit(positions)
+        self.stats.ticks_committed += records
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         return await while_unavailable(what, call, on_failure=self._store_failed)

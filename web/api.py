@@ -22,6 +22,8 @@ from web.live import serve_client
 from web.vendors import vendor_public
 
 MAX_CANDLES = 5_000
+#: Headers of an HTTP error that its JSON answer keeps (RFC 9110 requires Allow on a 405).
+KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,11 +50,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        challenge = exc.headers.get("WWW-Authenticate")  # 401 says which scheme to use
+        headers = {name: exc.headers[name] for name in KEPT_HEADERS if name in exc.headers}
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"method {exc.method[:20]} is not allowed here; use {allowed}"
         return json_response(
             {"error": {"status": exc.status, "message": message}},
             status=exc.status,
-            headers={"WWW-Authenticate": challenge} if challenge else None,
+            headers=headers,
         )
 
 
@@ -78,7 +83,7 @@ def _int_param(
     request: web.Request, name: str, default: int | None, lo: int, hi: int
 ) -> int | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:  # an empty value is refused below: it is not a number
         return default
     try:
         value = int(raw)

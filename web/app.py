@@ -11,11 +11,12 @@ from aiohttp import web
 
 from render.service import RenderConfig
 from stream.contract import UPDATES, VENDORS, Bus, Store
-from web import charts, routes
+from web import charts, metrics, middleware, routes
 from web.api import json_errors
 from web.auth import AuthConfig, Authenticator
 from web.keys import AUTH, BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
 from web.live import Hub, LiveConfig
+from web.middleware import HttpOptions
 from web.vendors import VendorBoard
 
 log = logging.getLogger(__name__)
@@ -29,20 +30,29 @@ def make_app(
     render: RenderConfig | None = None,
     live: LiveConfig | None = None,
     auth: AuthConfig | None = None,
+    http: HttpOptions | None = None,
 ) -> web.Application:
     """The web role. ``store`` and ``bus`` are opened and closed by the caller.
 
     With ``render`` the app also serves ``/charts`` and ``/snapshots`` from its own render pool.
+    ``http`` sets rate limits and CORS origins (``web.middleware``); by default there are none.
     """
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[STORE] = store
     app[BUS] = bus
     app[AUTH] = Authenticator(auth or AuthConfig())
+    metrics.install(app)
+    middleware.install(app, http or HttpOptions())
 
     async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         consumer = await bus.consumer(UPDATES, group=None)
         hub = app[HUB] = Hub(
-            consumer=consumer, store=store, history=history, config=live, auth=app[AUTH]
+            consumer=consumer,
+            store=store,
+            history=history,
+            config=live,
+            auth=app[AUTH],
+            counters=app[metrics.LIVE],
         )
         tasks = [
             asyncio.create_task(hub.run(), name="hub"),
@@ -78,7 +88,9 @@ def make_app(
     return app
 
 
-def make_render_app(*, store: Store, render: RenderConfig) -> web.Application:
+def make_render_app(
+    *, store: Store, render: RenderConfig, http: HttpOptions | None = None
+) -> web.Application:
     """The render role alone: ``/charts``, ``/snapshots`` and ``/healthz`` on its own pools.
 
     For a separate ``render`` service behind nginx (which routes ``/charts`` and ``/snapshots``
@@ -88,6 +100,8 @@ def make_render_app(*, store: Store, render: RenderConfig) -> web.Application:
     app[STORE] = store
     app[ROLES] = ("render",)
     app[NOT_READY] = lambda: None
+    metrics.install(app)
+    middleware.install(app, http or HttpOptions())
     routes.setup_health(app)
     charts.install(app, store=store, config=render)
     return app
@@ -98,5 +112,7 @@ def make_health_app(*, roles: tuple[str, ...], ready: Callable[[], str | None]) 
     app = web.Application(middlewares=[json_errors])
     app[ROLES] = roles
     app[NOT_READY] = ready
+    metrics.install(app)
+    middleware.install(app, HttpOptions())
     routes.setup_health(app)
     return app

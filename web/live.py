@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -69,6 +70,21 @@ class LiveConfig:
     heartbeat_ms: int = 20_000  # websocket ping interval; no pong within half of it: closed
     max_channels: int = 64  # per connection
     max_message_bytes: int = 65_536  # largest message a client may send (1009 past it)
+
+
+class Counters(Protocol):
+    """Process-wide counts of what live delivery did besides sending (``metrics.LiveCounters``)."""
+
+    conflated: int
+    dropped: int
+    slow_closed: int
+
+
+@dataclass(slots=True)
+class _Counts:
+    conflated: int = 0
+    dropped: int = 0
+    slow_closed: int = 0
 
 
 class ChannelError(ValueError):
@@ -129,8 +145,9 @@ class _Throttle:
 class Client:
     """One connection's subscriptions and its bounded outbox; subclasses write to the wire."""
 
-    def __init__(self, config: LiveConfig) -> None:
+    def __init__(self, config: LiveConfig, counters: Counters | None = None) -> None:
         self.config = config
+        self.counters: Counters = counters if counters is not None else _Counts()
         self.channels: set[str] = set()
         self.outbox: OrderedDict[_Key, _Entry] = OrderedDict()
         self.sent_seq: dict[str, int] = {}
@@ -179,6 +196,7 @@ class Client:
         if throttle is not None:
             if throttle.pending.pop(key, None) is not None:
                 self.conflated += 1
+                self.counters.conflated += 1
             throttle.pending[key] = entry
             if throttle.timer is None:
                 loop = asyncio.get_running_loop()
@@ -238,6 +256,7 @@ class Client:
         if old is not None:
             self.buffered_bytes -= len(old[2])
             self.conflated += 1
+            self.counters.conflated += 1
         self.outbox[key] = entry
         self.buffered_bytes += len(entry[2])
         if self.buffered_bytes > self.peak_bytes:
@@ -251,6 +270,8 @@ class Client:
         if self.closing is not None:
             return
         self.closing = reason
+        self.counters.slow_closed += 1
+        self.counters.dropped += len(self.outbox)
         self.outbox.clear()
         self.buffered_bytes = 0
         for throttle in self.throttles.values():
@@ -308,8 +329,14 @@ class Client:
 class WsClient(Client):
     """A websocket connection."""
 
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, config: LiveConfig):
-        super().__init__(config)
+    def __init__(
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        config: LiveConfig,
+        counters: Counters | None = None,
+    ) -> None:
+        super().__init__(config, counters)
         self.request = request
         self.ws = ws
 
@@ -350,8 +377,10 @@ class Hub:
         history: int = 500,
         config: LiveConfig | None = None,
         auth: Authenticator | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.consumer = consumer
+        self.counters: Counters = counters if counters is not None else _Counts()
         self.auth = auth or Authenticator(AuthConfig())
         self.store = store
         self.history = history  # candles kept per candle channel for snapshots
@@ -560,7 +589,7 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
         heartbeat=config.heartbeat_ms / 1000, max_msg_size=config.max_message_bytes, compress=False
     )
     await ws.prepare(request)
-    client = WsClient(request, ws, config)
+    client = WsClient(request, ws, config, hub.counters)
     client.principal = principal
     hub.clients.add(client)
     pump = asyncio.create_task(client.pump())

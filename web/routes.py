@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web import api, charts, page, sse
+from web import api, charts, metrics, openapi, page, sse
 
 
 def setup(app: web.Application) -> None:
@@ -20,12 +20,15 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/deadletters", api.deadletters)
     app.router.add_get("/api/v1/vendors", api.vendors)
     app.router.add_get("/api/v1/stream", sse.stream)
+    app.router.add_get("/metrics", metrics.serve)
+    app.router.add_get("/openapi.json", openapi.serve)
 
 
 def setup_health(app: web.Application) -> None:
-    """A process without the web role answers health checks only."""
+    """A process without the web role answers health checks and ``/metrics`` only."""
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.role_readyz)
+    app.router.add_get("/metrics", metrics.serve)
 
 
 def setup_render(app: web.Application) -> None:

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from web.auth import AuthError, unauthorized
 from web.keys import HUB
-from web.live import MAX_HZ_LIMIT, ChannelError, Client, Hub, LiveConfig
+from web.live import MAX_HZ_LIMIT, ChannelError, Client, Counters, Hub, LiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,14 @@ FORMAT = "channels=ticks:SYMBOL,candles:SYMBOL:RES"
 class SseClient(Client):
     """One event stream."""
 
-    def __init__(self, request: web.Request, resp: web.StreamResponse, config: LiveConfig):
-        super().__init__(config)
+    def __init__(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        config: LiveConfig,
+        counters: Counters | None = None,
+    ) -> None:
+        super().__init__(config, counters)
         self.request = request
         self.resp = resp
         self.order: list[str] = []  # the requested channels, for the event id
@@ -123,7 +129,7 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
             "X-Accel-Buffering": "no",  # nginx: pass events on at once
         }
     )
-    client = SseClient(request, resp, config)
+    client = SseClient(request, resp, config, hub.counters)
     client.order = channels
     try:
         client.principal = hub.auth.from_headers(request.headers, now_s=time.time())

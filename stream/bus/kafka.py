@@ -93,6 +93,7 @@ class KafkaProducer:
         self._producer = producer
         self._partitions: dict[str, int] = {}
         self._deliveries: list[asyncio.Future[Any]] = []
+        self._prune_at = 4_096
 
     async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
         name = self._bus.name(topic)
@@ -104,9 +105,10 @@ class KafkaProducer:
     def _track(self, delivery: asyncio.Future[Any]) -> None:
         deliveries = self._deliveries
         deliveries.append(delivery)
-        if len(deliveries) >= 4_096:  # keep the list short between flushes
+        if len(deliveries) >= self._prune_at:  # keep the list short between flushes
             failed = [d for d in deliveries if d.done() and d.exception() is not None]
             self._deliveries = failed + [d for d in deliveries if not d.done()]
+            self._prune_at = max(4_096, 2 * len(self._deliveries))
 
     async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
         if not items:
@@ -155,6 +157,7 @@ class KafkaProducer:
 
     async def flush(self) -> None:
         deliveries, self._deliveries = self._deliveries, []
+        self._prune_at = 4_096
         try:
             await self._producer.flush()
         except KafkaError as exc:

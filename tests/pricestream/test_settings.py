@@ -11,6 +11,7 @@ from pricestream.settings import (
     ConfigError,
     Settings,
     auth_config,
+    http_options,
     live_config,
     parse_duration_ms,
     render_config,
@@ -145,3 +146,29 @@ def test_live_and_auth_sections_reach_the_web_role() -> None:
 def test_bad_live_or_auth_settings_are_refused_by_name(env: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(words)):
         Settings.load(None, env)
+
+
+def test_http_settings_become_the_apps_options() -> None:
+    env = {
+        "PRICESTREAM_HTTP_CORS_ORIGINS": "https://shop.example.com/, http://localhost:3000",
+        "PRICESTREAM_HTTP_RATE_LIMIT_PER_S": "2.5",
+        "PRICESTREAM_HTTP_TRUST_FORWARDED_FOR": "yes",
+    }
+    options = http_options(Settings.load(None, env))
+    assert options.cors_origins == ("https://shop.example.com", "http://localhost:3000")
+    assert options.rate_limit_per_s == 2.5
+    assert options.rate_limit_burst == 200
+    assert options.trust_forwarded_for
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"cors_origins": "shop.example.com"}, "http.cors_origins must be '*' or origins"),
+        ({"rate_limit_per_s": -1}, "http.rate_limit_per_s must be 0..1000000"),
+        ({"rate_limit_burst": 0}, "http.rate_limit_burst must be 1..1000000"),
+    ],
+)
+def test_bad_http_settings_are_refused(overrides: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        Settings.load(None, {}, {"http": overrides})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream.bus.memory import MemoryBus
-from stream.consumer import StreamWorker
+from stream.consumer import STORE_WRITE_BUCKETS_MS, StreamWorker, WorkerStats
 from stream.contract import (
     DEADLETTER,
     TICKS,
@@ -128,6 +128,21 @@ async def test_stop_drains_everything_already_on_the_bus(pipeline: Pipeline) -> 
         [tick(i, symbol=s) for i in range(500) for s in ("XAU-USD", "XAG-USD")]
     )
     assert worker.stats.ticks_in == 1_000
+    assert worker.stats.ticks_committed == 1_000  # no lag left
+    assert sum(worker.stats.store_write_buckets) == worker.stats.store_writes >= 1
     state = await pipeline.store.state("XAG-USD")
     assert state is not None
     assert state.latest == tick(499, symbol="XAG-USD")
+
+
+@pytest.mark.parametrize(
+    ("ms", "bucket"),
+    [(0.2, 0), (1.0, 0), (1.01, 1), (7.0, 3), (10_000.0, len(STORE_WRITE_BUCKETS_MS) - 1),
+     (10_000.5, len(STORE_WRITE_BUCKETS_MS))],
+)  # fmt: skip
+def test_a_store_write_is_counted_in_the_first_bucket_that_holds_it(ms: float, bucket: int) -> None:
+    stats = WorkerStats()
+    stats.observe_store_write(ms)
+    assert stats.store_write_buckets.index(1) == bucket
+    assert sum(stats.store_write_buckets) == stats.store_writes == 1
+    assert stats.store_write_ms_total == ms

@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.web.live_server import LiveServer, candle, drain, live_server, quiet, recv, send
 from web.live import LiveConfig
+from web.metrics import LIVE
 
 CH = "ticks:XAU-USD"
 
@@ -111,6 +112,7 @@ async def test_a_client_that_stops_reading_stays_bounded_and_does_not_slow_a_fas
         assert 0 < slow_side.peak_bytes <= limit  # server memory for it stayed bounded
         assert slow_side.conflated > total // 2  # most of its updates were replaced, not queued
         assert len(slow_side.outbox) <= server.hub.config.send_buffer_messages + 1
+        assert server.app[LIVE].conflated == slow_side.conflated  # as /metrics reports it
         assert slow_side.closing is None
     # The slow client catches up with the newest value, marked as conflated.
     last = None
@@ -142,6 +144,8 @@ async def test_a_client_past_the_byte_limit_is_closed_with_4008(tmp_path: Path) 
         assert "too slow" in client.closing
         assert client.peak_bytes <= config.send_buffer_bytes + 500
         assert client.buffered_bytes == 0  # freed at once
+        assert s.app[LIVE].slow_closed == 1
+        assert s.app[LIVE].dropped > 0  # the updates that were waiting, never sent
         await s.until(lambda: not s.hub.clients)
         with pytest.raises(ConnectionClosed):
             await drain(ws)

@@ -1,0 +1,364 @@
+"""``GET /openapi.json``: the HTTP API described in OpenAPI 3.0, built from the same constants
+the handlers check against (resolutions, limits, chart formats, ranges and sizes).
+
+``document(paths)`` is pure. ``serve`` answers with the operations the app really routes (the
+charts are only there when the render role is). ``NOT_DOCUMENTED`` lists the routes that are
+not part of the HTTP API: the live page, its assets and the websocket (README documents its
+messages). ``tests/web/test_openapi.py`` keeps both in step with ``web/routes.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from render.spec import (
+    CHART_FORMATS,
+    CHART_TYPES,
+    CONTENT_TYPES,
+    HEIGHT_PX,
+    RANGES_MS,
+    SNAPSHOT_FORMATS,
+    THEMES,
+    WIDTH_PX,
+)
+from stream.contract import RESOLUTIONS
+from web.api import MAX_CANDLES, json_response
+
+# The live feeds are documented in the README: /ws is a websocket, and /api/v1/stream an
+# endless event stream that a request-response checker cannot test.
+NOT_DOCUMENTED = frozenset(
+    {"/", "/static/plotly.min.js", "/static/{name}", "/ws", "/api/v1/stream"}
+)
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (HS256)"},
+}
+SYMBOL_PATTERN = "^[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})+$"
+MAX_TIME_MS = 2**53
+
+Schema = dict[str, Any]  # JSON, nested to any depth
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json(_ref("Error"), description)
+
+
+def _int(lo: int, hi: int, description: str, default: int | None = None) -> Schema:
+    schema: Schema = {"type": "integer", "minimum": lo, "maximum": hi}
+    if default is not None:
+        schema["default"] = default
+    return {"schema": schema, "description": description}
+
+
+def _query(name: str, spec: Schema) -> Schema:
+    return {"name": name, "in": "query", "required": False, **spec}
+
+
+def _enum(values: Iterable[str], description: str, default: str | None = None) -> Schema:
+    schema: Schema = {"type": "string", "enum": list(values)}
+    if default is not None:
+        schema["default"] = default
+    return {"schema": schema, "description": description}
+
+
+SYMBOL_PARAM: Schema = {
+    "name": "symbol",
+    "in": "path",
+    "required": True,
+    "description": "A symbol like XAU-USD",
+    "schema": {"type": "string", "pattern": SYMBOL_PATTERN},
+    "example": "XAU-USD",
+}
+
+LIMITED: dict[str, Schema] = {
+    "429": _error("Too many requests from this client; see the Retry-After header")
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {"status": {"type": "integer"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Quote": {
+        "type": "object",
+        "required": ["symbol", "bid", "ask", "price", "ts_ms", "vendor"],
+        "properties": {
+            "symbol": {"type": "string", "pattern": SYMBOL_PATTERN},
+            "bid": {"type": "number"},
+            "ask": {"type": "number"},
+            "price": {"type": "number"},
+            "ts_ms": {"type": "integer", "description": "The vendor's time, ms since the epoch"},
+            "vendor": {"type": "string"},
+        },
+    },
+    "Candle": {
+        "type": "object",
+        "required": ["start_ms", "open", "high", "low", "close", "ticks", "closed"],
+        "properties": {
+            "start_ms": {"type": "integer"},
+            "open": {"type": "number"},
+            "high": {"type": "number"},
+            "low": {"type": "number"},
+            "close": {"type": "number"},
+            "ticks": {"type": "integer", "minimum": 0},
+            "closed": {"type": "boolean"},
+        },
+    },
+    "Candles": {
+        "type": "object",
+        "required": ["symbol", "res", "candles"],
+        "properties": {
+            "symbol": {"type": "string"},
+            "res": {"type": "string", "enum": list(RESOLUTIONS)},
+            "candles": {"type": "array", "items": _ref("Candle"), "maxItems": MAX_CANDLES},
+        },
+    },
+    "DeadLetter": {
+        "type": "object",
+        "required": ["reason", "source", "ts_ms", "raw"],
+        "properties": {
+            "reason": {"type": "string"},
+            "source": {"type": "string"},
+            "ts_ms": {"type": "integer"},
+            "raw": {"type": "string", "description": "The rejected bytes, as UTF-8"},
+        },
+    },
+    "Vendor": {
+        "type": "object",
+        "required": [
+            "name",
+            "kind",
+            "connected",
+            "stale",
+            "messages",
+            "published",
+            "rejects",
+            "reporting",
+            "status_ms",
+        ],
+        "properties": {
+            "name": {"type": "string"},
+            "kind": {"type": "string"},
+            "profile": {"type": "string"},
+            "connected": {"type": "boolean"},
+            "stale": {"type": "boolean"},
+            "last_message_age_ms": {"type": "integer", "nullable": True},
+            **{
+                name: {"type": "integer", "minimum": 0}
+                for name in (
+                    "messages",
+                    "published",
+                    "duplicates",
+                    "gaps",
+                    "missed",
+                    "heartbeats",
+                    "errors",
+                    "reconnects",
+                )
+            },
+            "rejects": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "last_error": {"type": "string", "nullable": True},
+            "reporting": {"type": "boolean"},
+            "status_ms": {"type": "integer"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "ready", "unavailable"]},
+            "reason": {"type": "string"},
+            "roles": {"type": "array", "items": {"type": "string"}},
+            "time_ms": {"type": "integer"},
+        },
+    },
+}
+
+
+def _render_params(chart: bool) -> list[Schema]:
+    params = [
+        _query("range", _enum(RANGES_MS, "The span ending at the newest tick", "1d")),
+        _query("res", _enum(RESOLUTIONS, "Candle resolution; the range's own by default")),
+    ]
+    if chart:
+        params += [
+            _query("w", _int(*WIDTH_PX, "Width in pixels", 600)),
+            _query("h", _int(*HEIGHT_PX, "Height in pixels", 300)),
+            _query("type", _enum(CHART_TYPES, "Area or candlestick chart", "area")),
+            _query("theme", _enum(THEMES, "Colours", "light")),
+        ]
+    return params
+
+
+def _rendered(formats: Iterable[str], what: str, chart: bool) -> Schema:
+    fmts = list(formats)
+    content: Schema = {CONTENT_TYPES[f].split(";")[0]: {"schema": {}} for f in fmts}
+    return {
+        "get": {
+            "summary": f"A {what}, cached by request and data version",
+            "parameters": [
+                SYMBOL_PARAM,
+                {
+                    "name": "fmt",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": fmts},
+                },
+                *_render_params(chart),
+            ],
+            "responses": {
+                "200": {
+                    "description": f"The {what}",
+                    "content": content,
+                    "headers": {"ETag": {"schema": {"type": "string"}}},
+                },
+                "304": {"description": "Not modified since the If-None-Match ETag"},
+                "400": _error("A parameter is not allowed; the message says what is"),
+                "404": _error("No prices for the symbol"),
+                "503": _error("The render queue is full; see Retry-After"),
+                "504": _error("The render took longer than the timeout"),
+                **LIMITED,
+            },
+        }
+    }
+
+
+def _paths() -> dict[str, Schema]:
+    health = _json(_ref("Health"), "Healthy")
+    return {
+        "/api/v1/symbols": {
+            "get": {
+                "summary": "Every symbol with its latest quote",
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Quote")}, "Quotes"),
+                    **LIMITED,
+                },
+            }
+        },
+        "/api/v1/symbols/{symbol}/latest": {
+            "get": {
+                "summary": "The latest quote of one symbol",
+                "parameters": [SYMBOL_PARAM],
+                "responses": {
+                    "200": _json(_ref("Quote"), "The quote"),
+                    "400": _error("The symbol is malformed"),
+                    "404": _error("No prices for the symbol"),
+                    **LIMITED,
+                },
+            }
+        },
+        "/api/v1/symbols/{symbol}/candles": {
+            "get": {
+                "summary": "Candles of one symbol, oldest first",
+                "parameters": [
+                    SYMBOL_PARAM,
+                    _query("res", _enum(RESOLUTIONS, "Candle resolution", "1m")),
+                    _query("limit", _int(1, MAX_CANDLES, "The newest this many", 500)),
+                    _query("start_ms", _int(0, MAX_TIME_MS, "From this start time, inclusive")),
+                    _query("end_ms", _int(0, MAX_TIME_MS, "Before this start time")),
+                ],
+                "responses": {
+                    "200": _json(_ref("Candles"), "The candles"),
+                    "400": _error("A parameter is not allowed; the message says what is"),
+                    "404": _error("No prices for the symbol"),
+                    **LIMITED,
+                },
+            }
+        },
+        "/api/v1/deadletters": {
+            "get": {
+                "summary": "The newest rejected messages with their reasons",
+                "security": [{"ApiKey": []}, {"Bearer": []}],
+                "parameters": [_query("limit", _int(1, 1_000, "How many", 100))],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("DeadLetter")}, "Dead letters"),
+                    "400": _error("limit is not allowed"),
+                    "401": _error("Credentials missing or refused; the message says which"),
+                    **LIMITED,
+                },
+            }
+        },
+        "/api/v1/vendors": {
+            "get": {
+                "summary": "Every vendor feed's status",
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Vendor")}, "Vendors"),
+                    **LIMITED,
+                },
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": health}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the store answers and live updates are read",
+                "responses": {"200": health, "503": _json(_ref("Health"), "Not ready")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "The Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0"), **LIMITED},
+            }
+        },
+        "/charts/{symbol}.{fmt}": _rendered(CHART_FORMATS, "chart", True),
+        "/snapshots/{symbol}.{fmt}": _rendered(SNAPSHOT_FORMATS, "text snapshot", False),
+    }
+
+
+def document(paths: Collection[str] | None = None) -> Schema:
+    """The OpenAPI document of ``paths`` (every documented path when None)."""
+    every = _paths()
+    chosen = {p: op for p, op in every.items() if paths is None or p in paths}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Pricestream",
+            "version": "1",
+            "description": "Real-time metals prices: quotes, candles, charts and snapshots. "
+            'Errors are JSON: {"error": {"status": N, "message": "..."}}.',
+        },
+        "paths": chosen,
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def routed_paths(app: web.Application) -> set[str]:
+    """The URL templates ``app`` routes, as OpenAPI writes them."""
+    out = set()
+    for resource in app.router.resources():
+        info = resource.get_info()
+        out.add(str(info.get("path") or info.get("formatter")))
+    return out
+
+
+async def serve(request: web.Request) -> web.Response:
+    return json_response(document(routed_paths(request.app)))
