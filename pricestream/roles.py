@@ -210,7 +210,8 @@ async def _serve(
                        live=live_config(settings), auth=auth_config(settings))  # fmt: skip
     elif render is not None:
         assert store is not None
-        app = make_render_app(store=store, render=render, http=http_options(settings))
+        app = make_render_app(store=store, render=render, http=http_options(settings),
+                              auth=auth_config(settings))  # fmt: skip
     else:
         app = make_health_app(roles=roles, ready=lambda: _ready(worker))
     if worker is not None:

@@ -107,11 +107,29 @@ async def symbols(request: web.Request) -> web.Response:
     fresh = request.app[HUB].latest
     ticks = {s.symbol: s.latest for s in states if s.latest is not None}
     ticks.update(fresh)
+    auth = request.app[AUTH]
+    if auth.config.private_symbols and not _has_credentials(request):
+        ticks = {name: t for name, t in ticks.items() if not auth.is_private(name)}
     return json_response([_quote(ticks[name]) for name in sorted(ticks)])
+
+
+def guard_symbol(request: web.Request, symbol: str) -> None:
+    """A private symbol's data needs credentials (401), wherever it is served."""
+    auth = request.app.get(AUTH)
+    if auth is not None and auth.is_private(symbol):
+        require_credentials(request)
+
+
+def _has_credentials(request: web.Request) -> bool:
+    try:
+        return request.app[AUTH].from_headers(request.headers, now_s=time.time()) is not None
+    except AuthError:
+        return False
 
 
 async def latest(request: web.Request) -> web.Response:
     symbol = _symbol(request)
+    guard_symbol(request, symbol)
     tick = await _latest(request, symbol)
     if tick is None:
         raise web.HTTPNotFound(text=f"no prices for {symbol}")
@@ -120,6 +138,7 @@ async def latest(request: web.Request) -> web.Response:
 
 async def candles(request: web.Request) -> web.Response:
     symbol = _symbol(request)
+    guard_symbol(request, symbol)
     res = request.query.get("res", "1m")
     if res not in RESOLUTIONS:
         raise BadRequest(f"res must be one of {', '.join(RESOLUTIONS)}, got {res[:20]!r}")

@@ -89,7 +89,11 @@ def make_app(
 
 
 def make_render_app(
-    *, store: Store, render: RenderConfig, http: HttpOptions | None = None
+    *,
+    store: Store,
+    render: RenderConfig,
+    http: HttpOptions | None = None,
+    auth: AuthConfig | None = None,
 ) -> web.Application:
     """The render role alone: ``/charts``, ``/snapshots`` and ``/healthz`` on its own pools.
 
@@ -98,6 +102,7 @@ def make_render_app(
     """
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[STORE] = store
+    app[AUTH] = Authenticator(auth or AuthConfig())  # private symbols' charts need credentials
     app[ROLES] = ("render",)
     app[NOT_READY] = lambda: None
     metrics.install(app)

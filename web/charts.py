@@ -17,7 +17,7 @@ from render.service import NoData, RenderConfig, Rendered, Renderer
 from render.spec import FRESH_MS, Spec, SpecError, parse_chart, parse_snapshot
 from stream.contract import Store
 from web import routes
-from web.api import BadRequest, json_response
+from web.api import BadRequest, guard_symbol, json_response
 from web.keys import RENDERER
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,15 @@ def install(app: web.Application, *, store: Store, config: RenderConfig) -> None
 
 
 async def chart(request: web.Request) -> web.Response:
-    return await _serve(request, _spec(request, parse_chart))
+    spec = _spec(request, parse_chart)
+    guard_symbol(request, spec.symbol)
+    return await _serve(request, spec)
 
 
 async def snapshot(request: web.Request) -> web.Response:
-    return await _serve(request, _spec(request, parse_snapshot))
+    spec = _spec(request, parse_snapshot)
+    guard_symbol(request, spec.symbol)
+    return await _serve(request, spec)
 
 
 Parser = Callable[[str, str, Mapping[str, str]], Spec]

@@ -232,6 +232,7 @@ def _rendered(formats: Iterable[str], what: str, chart: bool) -> Schema:
                 },
                 "304": {"description": "Not modified since the If-None-Match ETag"},
                 "400": _error("A parameter is not allowed; the message says what is"),
+                "401": _private_401(),
                 "404": _error("No prices for the symbol"),
                 "503": _error("The render queue is full; see Retry-After"),
                 "504": _error("The render took longer than the timeout"),
@@ -239,6 +240,10 @@ def _rendered(formats: Iterable[str], what: str, chart: bool) -> Schema:
             },
         }
     }
+
+
+def _private_401() -> Schema:
+    return _error("A private symbol ([auth] private_symbols) and no valid credentials")
 
 
 def _paths() -> dict[str, Schema]:
@@ -260,6 +265,7 @@ def _paths() -> dict[str, Schema]:
                 "responses": {
                     "200": _json(_ref("Quote"), "The quote"),
                     "400": _error("The symbol is malformed"),
+                    "401": _private_401(),
                     "404": _error("No prices for the symbol"),
                     **LIMITED,
                 },
@@ -278,6 +284,7 @@ def _paths() -> dict[str, Schema]:
                 "responses": {
                     "200": _json(_ref("Candles"), "The candles"),
                     "400": _error("A parameter is not allowed; the message says what is"),
+                    "401": _private_401(),
                     "404": _error("No prices for the symbol"),
                     **LIMITED,
                 },

@@ -139,3 +139,23 @@ async def test_without_configured_credentials_deadletters_is_closed(tmp_path: Pa
     ):
         assert resp.status == 401
         assert "accepts no credentials" in (await resp.json())["error"]["message"]
+
+
+async def test_a_private_symbols_http_quotes_and_candles_need_credentials_too(
+    server: LiveServer,
+) -> None:
+    base = server.url + "api/v1/symbols"
+    async with aiohttp.ClientSession() as http:
+        for path in ("/XPD-USD/latest", "/XPD-USD/candles?res=1s"):
+            async with http.get(base + path) as resp:
+                assert resp.status == 401, path
+                assert "credentials required" in (await resp.json())["error"]["message"]
+        async with http.get(base + "/XPD-USD/latest", headers={"X-API-Key": KEY}) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["symbol"] == "XPD-USD"
+        async with http.get(base + "/XAU-USD/latest") as resp:
+            assert resp.status == 200  # public symbols stay open
+        async with http.get(base) as resp:
+            assert [q["symbol"] for q in await resp.json()] == ["XAU-USD"]
+        async with http.get(base, headers={"X-API-Key": KEY}) as resp:
+            assert [q["symbol"] for q in await resp.json()] == ["XAU-USD", "XPD-USD"]
