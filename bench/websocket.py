@@ -243,6 +243,8 @@ async def _embedded(tmp: Path):  # type: ignore[no-untyped-def]
             "server": {"host": "127.0.0.1", "port": 0},
             "storage": {"data_dir": str(tmp / "embedded")},
             "simulator": {"enabled": False},
+            # every client comes from 127.0.0.1: a per-address limit would refuse most of them
+            "http": {"rate_limit_per_s": 0},
         },
     )
     stop = asyncio.Event()
@@ -365,7 +367,10 @@ class RawClient(asyncio.Protocol):
             if end < 0:
                 return
             if not buf.startswith(b"HTTP/1.1 101"):
-                self.subscribed.set_exception(ConnectionError(bytes(buf[:80]).decode()))
+                if not self.subscribed.done():
+                    self.subscribed.set_exception(ConnectionError(bytes(buf[:80]).decode()))
+                if self.transport is not None:
+                    self.transport.close()
                 return
             del buf[: end + 4]
             self.upgraded = True
