@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rates",
-        default="20000,35000,50000,70000,90000,110000,130000,150000,175000,200000",
-        help="offered messages/s to clients, stepped up in this order (default 20k..200k)",
+        default="10000,20000,35000,50000,70000,90000,110000,130000,150000,175000,200000",
+        help="offered messages/s to clients, stepped up in this order (default 10k..200k)",
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured s per step (3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured s per step (1)")

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4008
 MAX_HZ_LIMIT = 1_000.0
+WRITE_BATCH_MESSAGES = 64  # most messages one pump step writes to a socket at once
 SUBSCRIBE_KEYS = frozenset({"op", "channels", "since", "max_hz"})
 AUTH_KEYS = frozenset({"op", "api_key", "token"})
 
@@ -145,6 +146,9 @@ class _Throttle:
 class Client:
     """One connection's subscriptions and its bounded outbox; subclasses write to the wire."""
 
+    #: most messages one pump step hands to ``_write_many``; 1 where a write reads ``sent_seq``
+    write_batch = 1
+
     def __init__(self, config: LiveConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.counters: Counters = counters if counters is not None else _Counts()
@@ -180,6 +184,8 @@ class Client:
             if len(outbox) < self.config.send_buffer_messages:
                 # the common case, kept short: one update of a client that keeps up
                 if not outbox:
+                    if not self.writing and self._send_now(channel, seq, text):
+                        return
                     self._wake.set()  # the pump waits only on an empty outbox
                 outbox[(channel, 0, seq)] = (channel, seq, text, False)
                 size = self.buffered_bytes = self.buffered_bytes + len(text)
@@ -206,6 +212,19 @@ class Client:
         if bucket is None and len(self.outbox) < self.config.send_buffer_messages:
             key = (channel, 0, seq)
         self._put(key, entry)
+
+    def _send_now(self, channel: str, seq: int, text: str) -> bool:
+        """Nothing waits and no write is under way: write ``text`` at once if the socket takes
+        it without buffering (then no pump wakes up); False leaves it to the outbox."""
+        last = self.sent_seq.get(channel)
+        if (last is not None and seq != last + 1) or not self._write_now(text):
+            return False
+        self.sent_seq[channel] = seq
+        self.sent += 1
+        return True
+
+    def _write_now(self, text: str) -> bool:
+        return False
 
     def control(self, message: Mapping[str, object], *, channel: str = "", seq: int = 0) -> None:
         """Queue a message that is never conflated (snapshot, subscribed, error, pong)."""
@@ -285,26 +304,32 @@ class Client:
     # -- the pump: the only place that awaits the client --------------------------------------
 
     async def pump(self) -> None:
-        """Write queued messages until the client is closed."""
+        """Write queued messages until the client is closed, what waits in one go."""
+        outbox = self.outbox
         while self.closing is None:
-            if not self.outbox:
+            if not outbox:
                 self._wake.clear()
                 await self._idle()
                 continue
-            _, (channel, seq, text, is_control) = self.outbox.popitem(last=False)
-            self.buffered_bytes -= len(text)
-            if channel:
-                last = self.sent_seq.get(channel)
-                if not is_control:
-                    if last is not None and seq <= last:
-                        continue  # superseded by a snapshot or a newer value already sent
-                    if last is not None and seq != last + 1:
-                        text = text[:-1] + ',"conflated":true}'
-                self.sent_seq[channel] = seq
+            batch: list[tuple[str, str]] = []
+            while outbox and len(batch) < self.write_batch:
+                _, (channel, seq, text, is_control) = outbox.popitem(last=False)
+                self.buffered_bytes -= len(text)
+                if channel:
+                    last = self.sent_seq.get(channel)
+                    if not is_control:
+                        if last is not None and seq <= last:
+                            continue  # superseded by a snapshot or a newer value already sent
+                        if last is not None and seq != last + 1:
+                            text = text[:-1] + ',"conflated":true}'
+                    self.sent_seq[channel] = seq
+                batch.append((text, channel))
+            if not batch:
+                continue
             self.writing = True
-            await self._write(text, channel)
+            await self._write_many(batch)
             self.writing = False
-            self.sent += 1
+            self.sent += len(batch)
 
     async def finish(self) -> None:
         """Wait for a close started by ``kill``."""
@@ -322,12 +347,19 @@ class Client:
     async def _write(self, text: str, channel: str) -> None:
         raise NotImplementedError
 
+    async def _write_many(self, batch: list[tuple[str, str]]) -> None:
+        """Write ``(text, channel)`` messages in order; one ``_write`` each unless overridden."""
+        for text, channel in batch:
+            await self._write(text, channel)
+
     async def _close_slow(self, reason: str) -> None:
         raise NotImplementedError
 
 
 class WsClient(Client):
     """A websocket connection."""
+
+    write_batch = WRITE_BATCH_MESSAGES
 
     def __init__(
         self,
@@ -342,6 +374,31 @@ class WsClient(Client):
 
     async def _write(self, text: str, channel: str) -> None:
         await self.ws.send_str(text)
+
+    def _write_now(self, text: str) -> bool:
+        transport = self.request.transport
+        if (
+            transport is None
+            or transport.is_closing()
+            or self.ws.closed
+            or transport.get_write_buffer_size()
+        ):
+            return False
+        transport.write(_text_frame(text.encode()))
+        return True
+
+    async def _write_many(self, batch: list[tuple[str, str]]) -> None:
+        # Several waiting messages go out as their frames in one transport write: the cost of a
+        # send is per write (a system call and a coroutine step), not per byte. The socket was
+        # prepared without compression, so a frame is its header and the bytes.
+        if len(batch) == 1:
+            await self.ws.send_str(batch[0][0])
+            return
+        transport = self.request.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            raise ConnectionResetError("the websocket is closed")
+        transport.write(b"".join([_text_frame(text.encode()) for text, _ in batch]))
+        await self.request.writer.drain()  # waits only while the transport is paused
 
     async def going_away(self) -> None:
         with contextlib.suppress(TimeoutError, ConnectionError):
@@ -359,6 +416,16 @@ class WsClient(Client):
             transport = self.request.transport
             if transport is not None:
                 transport.abort()
+
+
+def _text_frame(data: bytes) -> bytes:
+    """One unmasked, uncompressed, final websocket text frame (RFC 6455 section 5.2)."""
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65_536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + data
+    return b"\x81\x7f" + n.to_bytes(8, "big") + data
 
 
 def _update_text(channel: str, seq: int, value: Tick | Candle) -> str:
