@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -384,7 +385,7 @@ class WsClient(Client):
             or transport.get_write_buffer_size()
         ):
             return False
-        transport.write(_text_frame(text.encode()))
+        transport.write(_text_frame(text))
         return True
 
     async def _write_many(self, batch: list[tuple[str, str]]) -> None:
@@ -397,7 +398,7 @@ class WsClient(Client):
         transport = self.request.transport
         if transport is None or transport.is_closing() or self.ws.closed:
             raise ConnectionResetError("the websocket is closed")
-        transport.write(b"".join([_text_frame(text.encode()) for text, _ in batch]))
+        transport.write(b"".join([_text_frame(text) for text, _ in batch]))
         await self.request.writer.drain()  # waits only while the transport is paused
 
     async def going_away(self) -> None:
@@ -418,8 +419,11 @@ class WsClient(Client):
                 transport.abort()
 
 
-def _text_frame(data: bytes) -> bytes:
-    """One unmasked, uncompressed, final websocket text frame (RFC 6455 section 5.2)."""
+@functools.lru_cache(maxsize=256)
+def _text_frame(text: str) -> bytes:
+    """One unmasked, uncompressed, final websocket text frame (RFC 6455 section 5.2); cached,
+    as one update goes to every subscriber of its channel in a row."""
+    data = text.encode()
     n = len(data)
     if n < 126:
         return bytes((0x81, n)) + data
