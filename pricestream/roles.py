@@ -38,6 +38,7 @@ from pricestream.settings import (
     parse_duration_ms,
     render_config,
 )
+from stream.archive import DeadLetterArchive, TickArchive
 from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
 from stream.bus.memory import MemoryBus
 from stream.consumer import StreamWorker
@@ -52,10 +53,8 @@ from stream.contract import (
     Store,
     StoreError,
 )
-from stream.deadletters import DeadLetterArchive
 from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
-from stream.tick_archive import TickArchive
 from stream.windows import Windows
 from web.app import make_app, make_health_app, make_render_app
 from web.keys import HUB

@@ -1,4 +1,5 @@
-"""The tick archive with the real in-process bus and SQLite: every tick kept, once."""
+"""The archives with the real in-process bus and SQLite: dead letters with their reasons and
+raw bytes, and raw ticks, each kept once."""
 
 from __future__ import annotations
 
@@ -6,11 +7,37 @@ from pathlib import Path
 
 import pytest
 
+from stream.archive import DeadLetterArchive, TickArchive
 from stream.bus.memory import MemoryBus
-from stream.contract import TICKS, StoreError, Tick, encode_tick
+from stream.contract import (
+    DEADLETTER,
+    TICKS,
+    DeadLetter,
+    StoreError,
+    Tick,
+    encode_deadletter,
+    encode_tick,
+)
 from stream.contract.resolutions import DAY_MS
 from stream.store.sqlite import SqliteStore
-from stream.tick_archive import TickArchive
+
+
+async def test_archived_letters_are_in_the_store_with_reason_and_raw_bytes(tmp_path: Path) -> None:
+    bus = MemoryBus()
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        archive = DeadLetterArchive(consumer=await bus.consumer(DEADLETTER, group="a"), store=store)
+        producer = await bus.producer()
+        letter = DeadLetter("crossed quote: bid 2 > ask 1", "vendor:x", 7, b"\x00raw\xff")
+        await producer.send_many(DEADLETTER, [(None, encode_deadletter(letter)), (None, b"junk")])
+        assert await archive.drain_once(timeout_ms=100) == 2
+        newest, oldest = await store.deadletters(limit=10)
+        assert oldest == letter
+        assert newest.reason.startswith("undecodable dead letter")
+        assert newest.raw == b"junk"
+    finally:
+        await store.close()
+
 
 T0 = 1_790_000_000_000
 
