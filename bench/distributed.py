@@ -35,7 +35,6 @@ if __package__ in (None, ""):
 import argparse
 import asyncio
 import multiprocessing
-import os
 import shlex
 import statistics
 import subprocess
@@ -55,11 +54,11 @@ from pricestream.roles import kafka_options
 from pricestream.settings import Settings
 from stream.bus.kafka import KafkaBus
 from stream.contract import TICKS, Tick, decode_tick, encode_tick
-from tests.services import log_tail, spawn, terminate
+from tests.distributed import start_role, wait_running
+from tests.services import log_tail, terminate
 from tests.services.kafka import FAST_GROUPS, KafkaBroker
 from tests.services.mongo import MongoServer
 
-REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ("XAU-USD", "XAG-USD", "XPT-USD", "XPD-USD")
 
 
@@ -135,21 +134,10 @@ enabled = false
     async def role(self, role: str) -> str:
         """Start ``pricestream ROLE`` on this round's config; return its base URL when up."""
         log = self.tmp / f"{role}-{self.round}.log"
-        argv = [sys.executable, "-m", "pricestream", role, "--config", str(self.config())]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PRICESTREAM_")}
-        proc = spawn(argv, cwd=REPO, output=log, env=env)
+        proc = start_role(role, self.config(), log)
         self.procs.append(proc)
         self.logs.append(log)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for line in log.read_text(errors="replace").splitlines():
-                if "is running" in line and "http://" in line:
-                    url = "http://" + line.split("http://", 1)[1].split()[0]
-                    return url.removesuffix("healthz")
-            if proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"pricestream {role} did not start\n{log_tail(log)}")
+        return await wait_running(proc, log, label=f"pricestream {role}")
 
     async def stop_roles(self) -> None:
         await asyncio.gather(*(terminate(p, 20) for p in self.procs))

@@ -92,6 +92,38 @@ class RoleProcess:
         await terminate(self.proc, grace)
 
 
+def start_role(role: str, config: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``pricestream ROLE --config CONFIG`` as users start it, its output appended to ``log``;
+    ``PRICESTREAM_*`` variables of this process are not passed on, ``env`` is added."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PRICESTREAM_")}
+    environ.update(env)
+    argv = [sys.executable, "-m", "pricestream", role, "--config", str(config)]
+    return spawn(argv, cwd=REPO, output=log, env=environ)
+
+
+def _printed_url(log: Path) -> str | None:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        if "is running" in line and "http://" in line:
+            return ("http://" + line.split("http://", 1)[1].split()[0]).removesuffix("healthz")
+    return None
+
+
+async def wait_running(
+    proc: subprocess.Popen[bytes], log: Path, *, label: str, seconds: float = 60
+) -> str:
+    """Wait for a role's 'is running' line; the base URL it printed (ending in /)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        url = _printed_url(log)
+        if url is not None:
+            return url
+        if proc.poll() is not None:
+            raise ServiceError(f"{label} exited while starting\n{log_tail(log, lines=40)}")
+        await asyncio.sleep(0.1)
+    raise ServiceError(f"{label} did not start in {seconds:.0f}s\n{log_tail(log, lines=40)}")
+
+
 class Cluster:
     """Role processes and their config for one test; see the package docstring."""
 
@@ -142,27 +174,13 @@ enabled = false
     def start(self, role: str, label: str | None = None, **env: str) -> RoleProcess:
         label = label or f"{role}-{len(self.processes)}"
         log = self.tmp / f"{label}.log"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("PRICESTREAM_")}
-        environ.update(env)
-        argv = [sys.executable, "-m", "pricestream", role, "--config", str(self.config)]
-        proc = spawn(argv, cwd=REPO, output=log, env=environ)
-        started = RoleProcess(role, label, log, proc)
+        started = RoleProcess(role, label, log, start_role(role, self.config, log, **env))
         self.processes.append(started)
         return started
 
     async def wait_running(self, process: RoleProcess, *, seconds: float = 60) -> str:
         """Wait for the 'is running' line; returns the base URL it printed (ending in /)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            text = process.log.read_text(errors="replace") if process.log.exists() else ""
-            for line in text.splitlines():
-                if "is running" in line and "http://" in line:
-                    url = "http://" + line.split("http://", 1)[1].split()[0]
-                    return url.removesuffix("healthz")
-            if not process.alive():
-                raise ServiceError(f"{process.label} exited while starting\n{self.logs(process)}")
-            await asyncio.sleep(0.1)
-        raise ServiceError(f"{process.label} did not start in {seconds:.0f}s\n{self.logs(process)}")
+        return await wait_running(process.proc, process.log, label=process.label, seconds=seconds)
 
     def logs(self, *processes: RoleProcess) -> str:
         return log_tail(*(p.log for p in processes or self.processes), lines=40)
