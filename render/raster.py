@@ -75,9 +75,14 @@ class Font:
             levels = (np.asarray(cell, dtype=np.uint16) * (LEVELS - 1) + 127) // 255
             self.glyphs[ch] = levels[:, :advance].astype(np.uint8)
         self._missing = self.glyphs["?"]
+        self._advances = {ch: int(glyph.shape[1]) for ch, glyph in self.glyphs.items()}
 
     def width(self, text: str) -> int:
-        return sum(int(self.glyphs.get(ch, self._missing).shape[1]) for ch in text)
+        advances = self._advances
+        try:
+            return sum([advances[ch] for ch in text])
+        except KeyError:  # a character without a glyph is drawn as "?"
+            return sum([advances.get(ch, advances["?"]) for ch in text])
 
     @functools.lru_cache(maxsize=4_096)  # noqa: B019 - one Font per size per process, kept
     def mask(self, text: str) -> npt.NDArray[np.uint8]:
