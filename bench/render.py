@@ -3,14 +3,17 @@
 The server is the render-only app (``web.app.make_render_app``: the same handlers, pools and
 caches as the all-in-one service) on uvloop in its own process, with a real SQLite store filled
 with synthetic candles for ``--symbols`` symbols at every range's default resolution. The load
-generator is a lean keep-alive HTTP/1.1 client in another process, ``--connections`` connections.
+generator is wrk (a C client: one thread, ``--connections`` keep-alive connections) with
+``bench/wrk.lua``, which walks a list of paths in order; a Python client took as much CPU per
+request as the server and so capped what could be measured on two cores.
 
-Phases, each bounded in requests and in time:
+Phases, each bounded in time (and the cold ones by their distinct paths):
 
 1. cold PNG: every request a distinct chart (symbol x range x type x theme x width about 600x300),
    so each one is rendered: none is in the memory or disk cache (a fresh cache directory).
+   Should a phase outrun its distinct paths, the repeats are reported as cache hits.
 2. cold SVG: the same with ``.svg``.
-3. cold snapshots: distinct JSON/CSV/TXT snapshots (symbol x range x resolution x format).
+3. cold snapshots: distinct JSON/CSV/TXT snapshots (symbol x range x format).
 4. cache hits: ``--hot`` charts already rendered, requested again and again for ``--hit-s``.
 5. baseline: a matplotlib server (the same aiohttp route and the same data, rendering in a pool
    of as many processes) serving the same cold PNG and SVG charts.
@@ -37,12 +40,14 @@ import os
 import platform
 import resource
 import shlex
+import shutil
+import subprocess
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 
@@ -277,84 +282,60 @@ async def _serve(app: web.Application, conn: Connection, pids: Callable[[], list
 @dataclass
 class Load:
     ok: int = 0
-    busy: int = 0
-    other: int = 0
+    refused: int = 0  # answers that are not 2xx or 3xx (503 when the queue is full)
+    broken: int = 0  # connect, read and write errors and timeouts
     seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
     client_cpu_s: float = 0.0
     web_cpu_s: float = 0.0
     worker_cpu_s: float = 0.0
     bytes: int = 0
+    wrapped: int = 0  # requests past the end of the distinct paths (so: cache hits)
 
     @property
     def rate(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
 
-    def p(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 
 
-async def _drive(
-    port: int, paths: Sequence[str], *, connections: int, duration_s: float, repeat: bool
-) -> Load:
-    load = Load()
-    index = 0
-    requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
-    deadline = time.perf_counter() + duration_s
-
-    async def one() -> None:
-        nonlocal index
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while time.perf_counter() < deadline:
-                if index >= len(requests):
-                    if not repeat:
-                        return
-                    index = 0
-                req = requests[index]
-                index += 1
-                t0 = time.perf_counter()
-                writer.write(req)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                body = await reader.readexactly(length)
-                load.latencies_ms.append((time.perf_counter() - t0) * 1000)
-                load.bytes += len(body)
-                if status == 200:
-                    load.ok += 1
-                elif status == 503:
-                    load.busy += 1
-                else:
-                    load.other += 1
-        finally:
-            writer.close()
-
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    await asyncio.gather(*(one() for _ in range(connections)))
-    load.seconds = time.perf_counter() - t0
-    load.client_cpu_s = time.process_time() - cpu0
-    return load
-
-
-def client(port: int, paths: list[str], connections: int, duration_s: float, repeat: bool,
-           conn: Connection) -> None:  # fmt: skip
-    conn.send(uvloop.run(_drive(port, paths, connections=connections, duration_s=duration_s,
-                                repeat=repeat)))  # fmt: skip
+def need_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("bench/render.py drives the server with wrk: install it (apt-get install wrk)")
+    return wrk
 
 
 def run_load(port: int, paths: list[str], *, connections: int, duration_s: float,
              repeat: bool = False) -> Load:  # fmt: skip
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=client, args=(port, paths, connections, duration_s, repeat, child))
-    proc.start()
-    load: Load = parent.recv()
-    proc.join()
+    """``paths`` requested in order by wrk (one thread, ``connections`` keep-alive
+    connections) for ``duration_s``; a C client, so the server gets the cores, not the client."""
+    with tempfile.NamedTemporaryFile("w", prefix="bench-paths-", suffix=".txt") as f:
+        f.write("\n".join(paths) + "\n")
+        f.flush()
+        env = {**os.environ, "PATHS": f.name, "REPEAT": "1" if repeat else "0"}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(
+            [need_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
+             "--timeout", "10s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = Load()
+    load.client_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    for line in out.splitlines():
+        word, *values = line.split()
+        if word == "summary":
+            requests, duration_us, load.bytes, p50_us, p99_us, load.wrapped, bad, broken = map(
+                int, values
+            )
+            load.ok, load.refused, load.broken = requests - bad, bad, broken
+            load.seconds = duration_us / 1e6
+            load.p50_ms, load.p99_ms = p50_us / 1000, p99_us / 1000
+    if not load.seconds:
+        raise RuntimeError(f"wrk printed no summary: {out[-500:]!r}")
     return load
 
 
@@ -414,9 +395,11 @@ def row(name: str, load: Load, note: str = "") -> str:
     if load.ok:
         per = [x / load.ok * 1000 for x in (load.web_cpu_s, load.worker_cpu_s, load.client_cpu_s)]
         cpu = " / ".join(f"{x:.2f}" for x in per)
+    if load.wrapped:
+        note = f"{note}; {load.wrapped:,} repeated (cache hits)".lstrip("; ")
     return (
-        f"| {name} | {load.ok:,} | {load.seconds:.1f} | **{load.rate:,.0f}** | {load.p(50):.1f} | "
-        f"{load.p(99):.1f} | {load.busy + load.other} | {cpu} | {note} |"
+        f"| {name} | {load.ok:,} | {load.seconds:.1f} | **{load.rate:,.0f}** | {load.p50_ms:.1f} | "
+        f"{load.p99_ms:.1f} | {load.refused + load.broken} | {cpu} | {note} |"
     )
 
 
@@ -466,17 +449,20 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="render processes per pool")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--cold", type=int, default=12_000, help="distinct charts per format")
-    parser.add_argument("--baseline", type=int, default=300, help="charts for matplotlib")
+    parser.add_argument(
+        "--cold", type=int, default=100_000, help="distinct charts per format (more than used)"
+    )
+    parser.add_argument("--cold-s", type=float, default=5.0, help="seconds of each cold phase")
+    parser.add_argument("--baseline-s", type=float, default=8.0, help="s per matplotlib phase")
     parser.add_argument("--hot", type=int, default=200, help="distinct charts in the hit phase")
     parser.add_argument("--hit-s", type=float, default=8.0)
-    parser.add_argument("--max-s", type=float, default=60.0, help="time bound of each phase")
     parser.add_argument(
         "--no-disk", action="store_true", help="no shared cache directory (memory cache only)"
     )
     opts = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    conns, bound = opts.connections, opts.max_s
+    need_wrk()
+    conns = opts.connections
 
     names = symbols(opts.symbols)
     results: dict[str, Load] = {}
@@ -490,17 +476,17 @@ def main() -> None:
         try:
             log.info("pricestream render role on port %d: warming up", port)
             warm = chart_paths(names, "png", 64, salt=999)
-            run_load(port, warm, connections=8, duration_s=10)
+            run_load(port, warm, connections=8, duration_s=3, repeat=True)
             for fmt in ("png", "svg"):
-                log.info("cold %s ...", fmt)
+                log.info("cold %s for %.0f s ...", fmt, opts.cold_s)
                 paths = chart_paths(names, fmt, opts.cold)
-                results[fmt] = phase(conn, port, paths, connections=conns, duration_s=bound)
+                results[fmt] = phase(conn, port, paths, connections=conns, duration_s=opts.cold_s)
             log.info("cold snapshots ...")
             paths = snapshot_paths(names)
-            results["snap"] = phase(conn, port, paths, connections=conns, duration_s=bound)
+            results["snap"] = phase(conn, port, paths, connections=conns, duration_s=1)
             hot = chart_paths(names, "png", opts.hot, salt=500)
-            run_load(port, hot, connections=8, duration_s=bound)
-            log.info("cache hits ...")
+            run_load(port, hot, connections=8, duration_s=2, repeat=True)
+            log.info("cache hits for %.0f s ...", opts.hit_s)
             results["hit"] = phase(
                 conn, port, hot, connections=conns, duration_s=opts.hit_s, repeat=True
             )
@@ -509,9 +495,10 @@ def main() -> None:
         proc, conn, port = start(serve_matplotlib, db, opts.workers)
         try:
             for fmt in ("png", "svg"):
-                log.info("matplotlib cold %s ...", fmt)
-                paths = chart_paths(names, fmt, opts.baseline)
-                base[fmt] = phase(conn, port, paths, connections=conns, duration_s=bound)
+                log.info("matplotlib cold %s for %.0f s ...", fmt, opts.baseline_s)
+                paths = chart_paths(names, fmt, opts.cold)
+                base[fmt] = phase(conn, port, paths, connections=conns,
+                                  duration_s=opts.baseline_s)  # fmt: skip
         finally:
             stop(proc, conn)
 

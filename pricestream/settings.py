@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from ingest.config import CompositeConfig, VendorConfig, VendorConfigError, parse_vendors
-from render.service import RenderConfig
+from render.service import DISK_FORMATS, RenderConfig
 from render.spec import parse_path
 from stream.contract import RESOLUTIONS, DailyBoundary, check_symbol
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
@@ -136,6 +136,7 @@ class Render:
     cache_dir: str = ""  # "" is <data_dir>/render-cache; "none" keeps no files
     disk_max_age_s: int = 86_400
     disk_min_fresh_ms: int = 30_000
+    disk_formats: str = "png,snapshots"  # of png, svg, json (charts) and snapshots
     pregenerate: str = ""  # comma-separated: "XAU-USD.png?range=1d, snapshots/XAU-USD.csv"
     pregenerate_interval_ms: int = 1_000
 
@@ -150,9 +151,15 @@ class Render:
             ("render.retry_after_s", 1 <= self.retry_after_s <= 3_600, "must be 1..3600"),
             ("render.memory_bytes", self.memory_bytes >= 0, "must be >= 0"),
             ("render.disk_max_age_s", self.disk_max_age_s >= 1, "must be >= 1"),
+            ("render.disk_formats", set(self.disk_format_names) <= set(DISK_FORMATS),
+             f"must list some of {', '.join(DISK_FORMATS)}"),
             ("render.pregenerate_interval_ms", self.pregenerate_interval_ms >= 10,
              "must be >= 10"),
         ]  # fmt: skip
+
+    @property
+    def disk_format_names(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.disk_formats.split(",") if f.strip())
 
     @property
     def pregenerate_paths(self) -> tuple[str, ...]:
@@ -462,6 +469,7 @@ def render_config(settings: Settings) -> RenderConfig | None:
         cache_dir=cache_dir,
         disk_max_age_s=r.disk_max_age_s,
         disk_min_fresh_ms=r.disk_min_fresh_ms,
+        disk_formats=r.disk_format_names,
         pregenerate=r.pregenerate_paths,
         pregenerate_interval_ms=r.pregenerate_interval_ms,
     )

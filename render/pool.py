@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 Job = tuple[object, ...]
 #: How many data sets (candle arrays) each worker keeps; the pool mirrors which ones.
-WORKER_DATA_SETS = 64
+WORKER_DATA_SETS = 512
 
 
 class PoolError(Exception):

@@ -15,9 +15,10 @@ This is the I/O shell around the pure drawing code. A request is served like thi
    once.
 4. The job goes to the chart pool (PNG, SVG, plotly JSON) or the text pool (snapshots): two
    pools, so a flood of one cannot starve the other. For ranges that stay fresh at least
-   ``disk_min_fresh_ms`` (1w and longer by default) the worker looks in the shared cache
-   directory first and writes what it renders there (measured: a file costs the worker
-   0.05-0.3 ms, as much as an SVG, so short-lived 1h/1d charts stay in memory only).
+   ``disk_min_fresh_ms`` (1w and longer by default) and for ``disk_formats`` (PNG and
+   snapshots by default) the worker looks in the shared cache directory first and writes what
+   it renders there. Measured: a file costs the worker 0.05-0.3 ms, as much as an SVG or a
+   plotly figure, so those and short-lived 1h/1d charts stay in memory only.
 
 Errors: ``NoData`` (a ``LookupError``: the symbol has no prices) and the pool's errors.
 """
@@ -58,6 +59,10 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+#: What ``RenderConfig.disk_formats`` may name: chart formats, and every snapshot format.
+DISK_FORMATS = ("png", "svg", "json", "snapshots")
+
+
 class NoData(LookupError):
     """The symbol has no prices yet."""
 
@@ -77,6 +82,9 @@ class RenderConfig:
     #: Ranges whose charts stay fresh at least this long are shared through the directory;
     #: a 1h chart (fresh for 1 s) would be a new file every second that no other node reads.
     disk_min_fresh_ms: int = 30_000
+    #: What is shared through the directory: chart formats and "snapshots". An SVG or a plotly
+    #: figure costs about as much to render (0.1 ms) as a file costs to look for and write.
+    disk_formats: tuple[str, ...] = ("png", "snapshots")
     pregenerate: tuple[str, ...] = ()
     pregenerate_interval_ms: int = 1_000
 
@@ -128,11 +136,15 @@ class ByteLRU:
 
 
 class BoundedMap(Generic[K, V]):
-    """A dict that forgets its least recently added entries past ``max_items``."""
+    """A map that forgets its least recently added entries past ``max_items``.
+
+    An ``OrderedDict``: a plain dict finds its oldest key by scanning the slots its earlier
+    deletions left at the front, which made every insertion O(n) once it was full.
+    """
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
-        self._items: dict[K, V] = {}
+        self._items: OrderedDict[K, V] = OrderedDict()
 
     def get(self, key: K) -> V | None:
         return self._items.get(key)
@@ -140,7 +152,7 @@ class BoundedMap(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         self._items[key] = value
         if len(self._items) > self.max_items:
-            del self._items[next(iter(self._items))]
+            self._items.popitem(last=False)
 
 
 def candle_rows(candles: list[object]) -> Floats:
@@ -246,7 +258,11 @@ class Renderer:
     async def _render(self, spec: Spec, state: SymbolState, etag: str) -> bytes:
         rows = await self._rows(spec, state.watermark_ms)
         data_key = (spec.symbol, spec.res, spec.range, state.watermark_ms)
-        shared = self.config.cache_dir and FRESH_MS[spec.range] >= self.config.disk_min_fresh_ms
+        c = self.config
+        kind = spec.fmt if isinstance(spec, ChartSpec) else "snapshots"
+        shared = (
+            c.cache_dir and kind in c.disk_formats and FRESH_MS[spec.range] >= c.disk_min_fresh_ms
+        )
         name = f"{etag.strip(chr(34))}.{spec.fmt}" if shared else None
         if isinstance(spec, ChartSpec):
             chart_job = ("chart", spec, None, state.watermark_ms, name)

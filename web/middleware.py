@@ -24,8 +24,10 @@ load nothing and be framed by no one.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import math
+import os
 import re
 import secrets
 import time
@@ -42,6 +44,24 @@ access_log = logging.getLogger("web.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: Request ids are this process's random prefix and a counter: unique across processes and
+#: nodes like a random id, without a system call for randomness on every request. A forked
+#: process draws a prefix of its own.
+_id_prefix = ""
+_id_counter = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = secrets.token_hex(8), itertools.count()
+
+
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
+def _new_request_id() -> str:
+    return f"{_id_prefix}{next(_id_counter):016x}"
 #: The request being handled in this task, for log records (``RequestIdFilter``).
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -143,7 +163,7 @@ class _Middleware:
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         rid = request.headers.get(REQUEST_ID_HEADER, "")
         if not _WELL_FORMED_ID.fullmatch(rid):
-            rid = secrets.token_hex(16)
+            rid = _new_request_id()
         token = current_request_id.set(rid)
         started = time.perf_counter()
         origin = request.headers.get(hdrs.ORIGIN)
@@ -162,12 +182,13 @@ class _Middleware:
             status = response.status
             request.app[HTTP].count(status)
             elapsed_ms = (time.perf_counter() - started) * 1000
-            access_log.info(
-                "%s %s %d %.1f ms id=%s", request.method, request.path, status, elapsed_ms, rid,
-                extra={"request_id": rid, "method": request.method, "path": request.path,
-                       "status": status, "duration_ms": round(elapsed_ms, 3),
-                       "remote": request.remote},
-            )  # fmt: skip
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %d %.1f ms id=%s", request.method, request.path, status, elapsed_ms,
+                    rid, extra={"request_id": rid, "method": request.method,
+                                "path": request.path, "status": status,
+                                "duration_ms": round(elapsed_ms, 3), "remote": request.remote},
+                )  # fmt: skip
             if not response.prepared:  # else ``_on_prepare`` did it
                 _add_headers(response, rid)
                 if cors:

@@ -292,7 +292,9 @@ async def test_a_render_over_its_timeout_gets_504_and_a_new_worker(tmp_path: Pat
 
 async def test_the_cache_directory_is_shared_between_nodes(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
-    config = RenderConfig(chart_workers=1, text_workers=1, cache_dir=shared)
+    config = RenderConfig(
+        chart_workers=1, text_workers=1, cache_dir=shared, disk_formats=("svg", "png")
+    )
     path = f"/charts/{SYMBOL}.svg?range=1w&res=1m"
     async with render_server(tmp_path / "a", config) as (srv, _):
         _, headers, body = await fetch(srv, path)
@@ -312,6 +314,19 @@ async def test_the_cache_directory_is_shared_between_nodes(tmp_path: Path) -> No
         headers["ETag"],
         b"<svg>from the other node</svg>",
     )
+
+
+async def test_only_the_configured_formats_go_to_the_cache_directory(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    config = RenderConfig(chart_workers=1, text_workers=1, cache_dir=shared)  # png, snapshots
+    async with render_server(tmp_path / "a", config) as (srv, _):
+        names = {}
+        for path in (f"/charts/{SYMBOL}.{fmt}?range=1w&res=1m" for fmt in ("png", "svg", "json")):
+            _, headers, _ = await fetch(srv, path)
+            names[path.split("?")[0][-4:].lstrip(".")] = headers["ETag"].strip('"')
+        _, headers, _ = await fetch(srv, f"/snapshots/{SYMBOL}.csv?range=1w&res=1m")
+    files = {p.name for p in shared.iterdir()}
+    assert files == {f"{names['png']}.png", headers["ETag"].strip('"') + ".csv"}
 
 
 async def test_configured_charts_are_kept_warm(tmp_path: Path) -> None:
