@@ -241,8 +241,11 @@ class KafkaConsumer:
         """The sum over the held partitions of (high-water mark - next offset to read).
 
         The high-water mark is the one the client learnt from its last fetch response for the
-        partition (``AIOKafkaConsumer.highwater``): it is None before the first fetch response
-        after an assignment, and then ``lag`` is None too, as it is with no partitions held
+        partition (``AIOKafkaConsumer.highwater``). The client holds None there until its first
+        fetch response for the partition after an assignment (checked with aiokafka 0.14: right
+        after ``start`` every held partition's mark is None; the background fetcher fills them
+        in within milliseconds, without a ``poll``). ``lag`` is None until then and until the
+        first ``poll`` after it (which notes where reading starts), and with no partitions held
         (before joining the group, during a rebalance, or a member with nothing to read). The
         client fetches ahead of ``poll``, so the mark is fresh while the consumer keeps up;
         while its prefetch buffer for a partition is full it stops fetching there, and the lag
