@@ -47,6 +47,7 @@
   const BACKOFF_CAP_MS = 30000;
   const CONNECT_TIMEOUT_MS = 10000;
   const STABLE_AFTER_MS = 5000;    // a connection that lived this long resets the backoff
+  const RESUME_TIMEOUT_MS = 15000; // a channel not answered by then (an error) stops "resuming"
   const DAILY_REFRESH_MS = 60000;
   const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
   const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -727,6 +728,7 @@
     retryTimer: 0,
     connectTimer: 0,
     stableTimer: 0,
+    resumeTimer: 0,
     channels: new Map(),        // channel -> { seq: number|null, synced: bool, early, resume }
     everOpened: false,
     opens: 0,
@@ -797,6 +799,7 @@
       }
       if (this.resuming.size || !round) return;
       this.round = null;
+      clearTimeout(this.resumeTimer);
       if (round.fresh) {
         notice('Reconnected — ' + round.fresh + ' of ' + (round.fresh + round.recovered) +
           ' streams were too far behind to catch up; reloaded from a fresh snapshot', 'warn', 4000);
@@ -866,6 +869,12 @@
       this.setState('syncing');
       this.sync(lastSeqs);
       if (!this.resuming.size) this.round = null;   // nothing shown then had a seq to resume from
+      clearTimeout(this.resumeTimer);
+      if (this.round) {
+        this.resumeTimer = setTimeout(() => {
+          for (const ch of [...this.resuming]) this.resumeDone(ch, null);
+        }, RESUME_TIMEOUT_MS);
+      }
       renderResume();
       if (wasReconnect) {
         // A channel that resumes gets exactly the updates it missed; without a seq to resume
@@ -953,7 +962,6 @@
         if (++resume.replayed >= resume.missed) {
           this.resumeDone(msg.channel, resume);
           sub.resume = null;
-          this.updateStatus();
         }
       }
       schedule();
@@ -972,6 +980,7 @@
       if (ws !== this.ws) return;
       clearTimeout(this.connectTimer);
       clearTimeout(this.stableTimer);
+      clearTimeout(this.resumeTimer);
       this.ws = null;
       // what the page has applied, to resume from on the next connection (a connection that
       // never opened had no channels: the seqs from before it are kept)
