@@ -428,6 +428,9 @@ class _NullConsumer:
     def seek(self, positions: object) -> None:
         return None
 
+    def lag(self) -> int | None:
+        return None
+
     async def close(self) -> None:
         return None
 

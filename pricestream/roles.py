@@ -58,7 +58,7 @@ from stream.store.sqlite import SqliteStore
 from stream.windows import Windows
 from web.app import make_app, make_health_app, make_render_app
 from web.keys import HUB
-from web.metrics import watch_worker
+from web.metrics import watch_consumer, watch_worker
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,11 @@ async def _serve(
         app = make_health_app(roles=roles, ready=lambda: _ready(worker))
     if worker is not None:
         watch_worker(app, worker.stats)
+        watch_consumer(app, worker.consumer, reader="stream", topic=TICKS)
+    if archive is not None:
+        watch_consumer(app, archive.consumer, reader="deadletter-archive", topic=DEADLETTER)
+    if tick_archive is not None:
+        watch_consumer(app, tick_archive.consumer, reader="tick-archive", topic=TICKS)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:

@@ -54,6 +54,7 @@ def make_app(
             auth=app[AUTH],
             counters=app[metrics.LIVE],
         )
+        metrics.watch_consumer(app, consumer, reader="hub", topic=UPDATES)
         tasks = [
             asyncio.create_task(hub.run(), name="hub"),
             asyncio.create_task(hub.watch(), name="hub-watch"),
@@ -62,6 +63,7 @@ def make_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        app[metrics.CONSUMERS].pop(("hub", UPDATES), None)
         await consumer.close()
 
     async def going_away(app: web.Application) -> None:

@@ -19,7 +19,8 @@ Past ``send_buffer_bytes`` waiting bytes, or when the socket has not accepted a 
 ``stall_timeout_ms``, the client is closed with code 4008.
 
 Close codes: 1001 server going away (reconnect elsewhere), 1009 message too big, 4008 client too
-slow.
+slow. A client that does not answer a ping within ``heartbeat_ms / 2`` gets no close frame: the
+connection is dropped (aiohttp's heartbeat, then an abort here), which clients report as 1006.
 """
 
 from __future__ import annotations
@@ -675,6 +676,13 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
         hub.drop(client)
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
+        if isinstance(ws.exception(), TimeoutError):
+            # No pong in time. aiohttp closes the transport gracefully, which would keep what
+            # waits for a peer that reads nothing (and the socket) until TCP gives up.
+            log.info("dropping a websocket client: no pong within %d ms", config.heartbeat_ms // 2)
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
         await client.finish()
         if not ws.closed:
             with contextlib.suppress(TimeoutError, ConnectionError):

@@ -15,7 +15,9 @@ conflates or drops live messages) adds to its fields, plain ints, and they appea
     counters.dropped += n       # n updates never sent (a client closed for being too slow)
     counters.slow_closed += 1   # a client closed for being too slow
 
-A process with the stream role hands its worker's stats to ``watch_worker`` before it starts.
+A process with the stream role hands its worker's stats to ``watch_worker`` before it starts,
+and every bus consumer whose lag should show to ``watch_consumer`` (the app of the web role
+watches its hub's ``updates`` consumer itself).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from prometheus_client.registry import Collector
 
 from render.service import Renderer
 from stream.consumer import STORE_WRITE_BUCKETS_MS, WorkerStats
+from stream.contract import Consumer
 from web.keys import HUB, RENDERER, VENDOR_BOARD
 from web.vendors import VendorBoard
 
@@ -64,6 +67,8 @@ METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry
 LIVE: web.AppKey[LiveCounters] = web.AppKey("live_counters", LiveCounters)
 HTTP: web.AppKey[HttpCounters] = web.AppKey("http_counters", HttpCounters)
 WORKER: web.AppKey[WorkerStats] = web.AppKey("worker_stats", WorkerStats)
+#: (who reads, topic) -> the bus consumer whose lag ``pricestream_bus_lag`` shows
+CONSUMERS: web.AppKey[dict[tuple[str, str], Consumer]] = web.AppKey("bus_consumers", dict)
 
 
 def install(app: web.Application) -> CollectorRegistry:
@@ -72,14 +77,20 @@ def install(app: web.Application) -> CollectorRegistry:
     app[METRICS] = registry
     app[LIVE] = LiveCounters()
     app[HTTP] = HttpCounters()
+    app[CONSUMERS] = {}
     registry.register(PricestreamCollector(app))
     ProcessCollector(registry=registry)  # CPU seconds, resident memory, open files
     return registry
 
 
 def watch_worker(app: web.Application, stats: WorkerStats) -> None:
-    """Expose a stream worker's counters, bus lag and store write latency on ``app``."""
+    """Expose a stream worker's counters and store write latency on ``app``."""
     app[WORKER] = stats
+
+
+def watch_consumer(app: web.Application, consumer: Consumer, *, reader: str, topic: str) -> None:
+    """Show ``consumer.lag()`` as ``pricestream_bus_lag{consumer=reader,topic=topic}``."""
+    app[CONSUMERS][(reader, topic)] = consumer
 
 
 async def serve(request: web.Request) -> web.Response:
@@ -99,6 +110,7 @@ class PricestreamCollector(Collector):
         stats = app.get(WORKER)
         if stats is not None:
             yield from _worker(stats)
+        yield from _lags(app[CONSUMERS])
         hub = app.get(HUB)
         if hub is not None:
             yield GaugeMetricFamily(
@@ -165,8 +177,8 @@ def _worker(s: WorkerStats) -> Iterator[Metric]:
         s.ticks_committed,
     )
     yield GaugeMetricFamily(
-        "pricestream_bus_lag",
-        "Ticks read from the bus whose positions are not committed yet",
+        "pricestream_uncommitted_ticks",
+        "Ticks read from the bus whose positions are not committed yet (store write pending)",
         max(0, s.ticks_in - s.ticks_committed),
     )
     cumulative, buckets = 0, []
@@ -185,6 +197,20 @@ def _worker(s: WorkerStats) -> Iterator[Metric]:
         "Store writes retried because the store was unavailable",
         s.store_retries,
     )
+
+
+def _lags(consumers: dict[tuple[str, str], Consumer]) -> Iterator[Metric]:
+    lag = GaugeMetricFamily(
+        "pricestream_bus_lag",
+        "Records between a bus consumer's next read and the end of its topic's partitions"
+        " (no sample while unknown)",
+        labels=["consumer", "topic"],
+    )
+    for (reader, topic), consumer in sorted(consumers.items()):
+        n = consumer.lag()
+        if n is not None:
+            lag.add_metric([reader, topic], n)
+    yield lag
 
 
 def _seconds(ms: float) -> str:

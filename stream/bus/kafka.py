@@ -197,6 +197,8 @@ class KafkaConsumer:
         self._consumer = consumer
         self._group = group
         self._next: dict[TopicPartition, int] = {}  # the next offset after what poll returned
+        # Where the client started reading partitions that poll has returned nothing from yet.
+        self._start: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._closed = False
 
@@ -218,7 +220,49 @@ class KafkaConsumer:
             part = tp.partition
             out.extend(Record(topic, part, m.offset, m.key, m.value) for m in messages)
             self._next[tp] = messages[-1].offset + 1
+        await self._note_starts()
         return out
+
+    async def _note_starts(self) -> None:
+        """Remember where the client reads partitions that poll has returned nothing from."""
+        client = self._consumer
+        for tp in client.assignment():
+            if tp in self._next or tp in self._start or client.highwater(tp) is None:
+                continue
+            # A fetch response came for it, so the client has a valid position: no wait here,
+            # but a reset between then and now would make ``position`` wait for the next one.
+            try:
+                async with asyncio.timeout(0.1):
+                    self._start[tp] = await client.position(tp)
+            except (TimeoutError, IllegalStateError):
+                continue  # the next poll tries again
+
+    def lag(self) -> int | None:
+        """The sum over the held partitions of (high-water mark - next offset to read).
+
+        The high-water mark is the one the client learnt from its last fetch response for the
+        partition (``AIOKafkaConsumer.highwater``). The client holds None there until its first
+        fetch response for the partition after an assignment (checked with aiokafka 0.14: right
+        after ``start`` every held partition's mark is None; the background fetcher fills them
+        in within milliseconds, without a ``poll``). ``lag`` is None until then and until the
+        first ``poll`` after it (which notes where reading starts), and with no partitions held
+        (before joining the group, during a rebalance, or a member with nothing to read). The
+        client fetches ahead of ``poll``, so the mark is fresh while the consumer keeps up;
+        while its prefetch buffer for a partition is full it stops fetching there, and the lag
+        shown may then trail the real one by what arrived since the last fetch.
+        """
+        client = self._consumer
+        held = client.assignment()
+        if not held:
+            return None
+        total = 0
+        for tp in held:
+            end = client.highwater(tp)
+            at = self._next.get(tp, self._start.get(tp))
+            if end is None or at is None:
+                return None
+            total += max(0, end - at)
+        return total
 
     async def commit(self, positions: Positions | None = None) -> None:
         if self._group is None:
@@ -251,6 +295,7 @@ class KafkaConsumer:
 
     def forget(self, partitions: frozenset[int]) -> None:
         self._next = {tp: o for tp, o in self._next.items() if tp.partition not in partitions}
+        self._start = {tp: o for tp, o in self._start.items() if tp.partition not in partitions}
         self._committed = {tp: o for tp, o in self._committed.items() if tp in self._next}
 
     async def close(self) -> None:

@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 class _Queue:
     """A bounded FIFO of records with batch put and batch get."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, start: int) -> None:
         self.capacity = capacity
         self.items: deque[Record] = deque()
+        self.start = start  # the topic's next offset when the queue was made: it gets the rest
+        self.taken = 0  # records handed out by ``get_many``
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -63,6 +65,7 @@ class _Queue:
         items = self.items
         n = min(max_records, len(items))
         out = [items.popleft() for _ in range(n)]
+        self.taken += n
         if items:
             self._readable.set()
         self._writable.set()
@@ -127,6 +130,15 @@ class MemoryConsumer:
         """Never needed: one queue is never split, so no poll is ever overtaken by a revoke."""
         return None
 
+    def lag(self) -> int | None:
+        """Records published since this consumer's queue was made and not polled yet, counting
+        those a sender still waits to put in the full queue. The members of a group share one
+        queue, as if it were one partition, so each reports the group's backlog. None once
+        closed."""
+        if self._closed:
+            return None
+        return self._topic.next_offset - self._queue.start - self._queue.taken
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -162,10 +174,13 @@ class MemoryBus:
         """``on_revoke`` is accepted for the port and never called: one queue is never split."""
         t = self.topic(topic)
         if group is None:
-            queue = _Queue(self.capacity)
+            queue = _Queue(self.capacity, start=t.next_offset)
             t.fanout.add(queue)
         else:
-            queue = t.groups.get(group) or t.groups.setdefault(group, _Queue(self.capacity))
+            shared = t.groups.get(group)
+            if shared is None:
+                shared = t.groups[group] = _Queue(self.capacity, start=t.next_offset)
+            queue = shared
             t.members[group] = t.members.get(group, 0) + 1
         return MemoryConsumer(self, t, queue, group)
 

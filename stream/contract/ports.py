@@ -66,6 +66,15 @@ class Consumer(Protocol):
         """Make later polls read from these offsets again (partitions not held: left alone)."""
         ...
 
+    def lag(self) -> int | None:
+        """How far behind the end of its topic this consumer is, in records: the sum over the
+        partitions it holds of (end offset - next offset it will read); None while unknown.
+
+        It says what waits to be read, not what is read and not yet committed. Never awaits:
+        it is read when metrics are scraped.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 

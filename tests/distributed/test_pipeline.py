@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from tests.distributed import Cluster
@@ -22,6 +23,21 @@ pytestmark = pytest.mark.timeout(180)
 async def get_json(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
     async with session.get(url) as resp:
         return resp.status, await resp.json()
+
+
+async def bus_lag(
+    session: aiohttp.ClientSession, url: str, reader: str, topic: str
+) -> float | None:
+    async with session.get(f"{url}metrics") as resp:
+        text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pricestream_bus_lag" and sample.labels == {
+                "consumer": reader,
+                "topic": topic,
+            }:
+                return sample.value
+    return None
 
 
 async def test_ticks_flow_from_ingest_through_kafka_and_mongodb_to_every_web_node(
@@ -53,6 +69,16 @@ async def test_ticks_flow_from_ingest_through_kafka_and_mongodb_to_every_web_nod
         assert (status, body["status"], body["roles"]) == (200, "ready", ["stream"])
         status, body = await get_json(session, f"{urls[3]}healthz")
         assert (status, body["status"]) == (200, "ok")
+        # Each role shows how far its Kafka consumers are behind the end of their topics.
+        for url, reader, topic in [(stream_url, "stream", "ticks"), (web_urls[0], "hub", "updates"),
+                                   (web_urls[1], "hub", "updates")]:  # fmt: skip
+            async with asyncio.timeout(30):
+                while True:
+                    lag = await bus_lag(session, url, reader, topic)
+                    if lag is not None:
+                        break
+                    await asyncio.sleep(0.2)  # known after the consumer's first fetch
+            assert 0 <= lag < 1_000  # keeping up with 40 ticks/s
 
     # Each web node reads all of ``updates``: a client on either sees numbered live ticks.
     for url in web_urls:

@@ -46,6 +46,10 @@ class CrashOnCommit:
     def seek(self, positions: Positions) -> None:
         self.inner.seek(positions)  # type: ignore[attr-defined]
 
+    def lag(self) -> int | None:
+        lag: int | None = self.inner.lag()  # type: ignore[attr-defined]
+        return lag
+
     async def close(self) -> None:
         await self.inner.close()  # type: ignore[attr-defined]
 

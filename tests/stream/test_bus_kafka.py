@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -147,3 +147,55 @@ async def test_a_member_flushes_in_on_revoke_before_a_new_member_reads_its_parti
         late += await second.poll(max_records=100, timeout_ms=100)
         late += await first.poll(max_records=100, timeout_ms=100)
     assert late == []
+
+
+async def read_until(consumer: object, done: Callable[[list[Record]], bool]) -> list[Record]:
+    """Poll a few records at a time until ``done(read)`` (bounded: 20 s)."""
+    poll = consumer.poll  # type: ignore[attr-defined]
+    out: list[Record] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not done(out) and loop.time() < deadline:
+        out += await poll(max_records=7, timeout_ms=200)
+    return out
+
+
+async def test_lag_is_what_remains_between_the_reader_and_the_end_of_its_partitions(
+    bus: KafkaBus,
+) -> None:
+    producer = await bus.producer()
+    await producer.send_many("t", [(f"k{i}".encode(), str(i).encode()) for i in range(60)])
+    await producer.flush()
+    consumer = await bus.consumer("t", group="lag")
+    # Known once a fetch response has come back for every partition held.
+    read = await read_until(consumer, lambda got: len(got) > 0 and consumer.lag() is not None)
+    assert 0 < len(read) < 60
+    assert consumer.lag() == 60 - len(read)
+    read += await drain(consumer, 60 - len(read))
+    assert len(read) == 60
+    assert consumer.lag() == 0
+    await consumer.commit()
+    assert consumer.lag() == 0  # a commit does not change what waits to be read
+
+    await producer.send_many("t", [(f"k{i}".encode(), str(i).encode()) for i in range(15)])
+    await producer.flush()
+    # The next fetch responses carry the new high-water marks: the lag is what is left unread.
+    more = await read_until(consumer, lambda got: consumer.lag() == 15 - len(got))
+    assert consumer.lag() == 15 - len(more)
+    assert len(more) < 15 or consumer.lag() == 0
+
+
+async def test_a_fanout_consumer_lags_only_by_what_was_published_after_it_started(
+    bus: KafkaBus,
+) -> None:
+    producer = await bus.producer()
+    await producer.send_many("t", [(b"old", b"before")] * 5)
+    await producer.flush()
+    watcher = await bus.consumer("t", group=None)
+    await read_until(watcher, lambda _: watcher.lag() is not None)
+    assert watcher.lag() == 0  # it reads from the end: the 5 older records are not its lag
+    await producer.send_many("t", [(f"k{i}".encode(), str(i).encode()) for i in range(30)])
+    await producer.flush()
+    read = await read_until(watcher, lambda got: len(got) >= 10 and watcher.lag() == 30 - len(got))
+    assert len(read) >= 10
+    assert watcher.lag() == 30 - len(read)

@@ -60,3 +60,32 @@ async def test_a_closed_fanout_consumer_no_longer_holds_the_sender_back() -> Non
     producer = await bus.producer()
     await watcher.close()
     await asyncio.wait_for(producer.send_many("t", [(None, b"x")] * 10), 1)
+
+
+async def test_lag_counts_records_published_and_not_polled_yet() -> None:
+    bus = MemoryBus(capacity=8)
+    producer = await bus.producer()
+    await producer.send_many("t", [(None, b"before")] * 3)  # before any consumer: never theirs
+    member = await bus.consumer("t", group="g")
+    watcher = await bus.consumer("t", group=None)
+    assert member.lag() == watcher.lag() == 0
+    await producer.send_many("t", [(None, str(i).encode()) for i in range(6)])
+    assert len(await member.poll(max_records=4, timeout_ms=100)) == 4
+    assert member.lag() == 2
+    assert watcher.lag() == 6
+    # A sender waiting on the full queue has published its records already: they count.
+    sending = asyncio.create_task(producer.send_many("t", [(None, b"more")] * 10))
+    await asyncio.sleep(0.02)
+    assert not sending.done()
+    assert watcher.lag() == 16
+    assert member.lag() == 12
+    read = 0
+    for _ in range(20):  # the member reads too: its queue holds the sender up first
+        read += len(await watcher.poll(max_records=5, timeout_ms=100))
+        assert watcher.lag() == 16 - read
+        await member.poll(max_records=5, timeout_ms=100)
+    assert read == 16
+    await asyncio.wait_for(sending, 1)
+    assert member.lag() == 0
+    await watcher.close()
+    assert watcher.lag() is None

@@ -47,6 +47,7 @@
   const BACKOFF_CAP_MS = 30000;
   const CONNECT_TIMEOUT_MS = 10000;
   const STABLE_AFTER_MS = 5000;    // a connection that lived this long resets the backoff
+  const RESUME_TIMEOUT_MS = 15000; // a channel not answered by then (an error) stops "resuming"
   const DAILY_REFRESH_MS = 60000;
   const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
   const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -236,6 +237,7 @@
     lastUpdate: $('last-update'), vendor: $('vendor'), tape: $('tape'),
     ohlc: $('ohlc'), ohlcTime: $('ohlc-time'), ohlcO: $('ohlc-o'), ohlcH: $('ohlc-h'), ohlcL: $('ohlc-l'), ohlcC: $('ohlc-c'), ohlcT: $('ohlc-t'),
     msgRate: $('msg-rate'), ticksRecv: $('ticks-received'), latency: $('latency'), seq: $('seq'), resyncs: $('resyncs'),
+    resume: $('resume'),
     notice: $('notice'), xhairY: $('xhair-y'), xhairX: $('xhair-x'),
   };
   const tileEls = new Map();   // symbol -> {root, price, change, spark parts}
@@ -720,14 +722,21 @@
 
   const conn = {
     ws: null,
-    state: 'connecting',        // connecting | syncing | live | reconnecting | offline
+    state: 'connecting',        // connecting | syncing | resuming | live | reconnecting | offline
     attempt: 0,
     retryAt: 0,
     retryTimer: 0,
     connectTimer: 0,
     stableTimer: 0,
-    channels: new Map(),        // channel -> { seq: number|null, synced: bool }
+    resumeTimer: 0,
+    channels: new Map(),        // channel -> { seq: number|null, synced: bool, early, resume }
     everOpened: false,
+    opens: 0,
+    lastSeqs: new Map(),        // channel -> last seq applied before the connection dropped
+    resuming: new Set(),        // channels subscribed with `since` whose catch-up is not done
+    round: null,                // the catch-up after the latest reconnect: counts for the notice
+    resumes: [],                // the latest catch-ups per channel, newest last (window.pricestream)
+    lastRound: null,            // the latest finished catch-up
 
     desired() {
       const want = new Set();
@@ -750,21 +759,55 @@
       return false;
     },
 
-    /** Bring the server's subscriptions in line with what the page shows. */
-    sync() {
+    /** Bring the server's subscriptions in line with what the page shows. A channel with a
+     *  seq from before a dropped connection asks for what it missed (`since`). */
+    sync(lastSeqs = null) {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
       const want = this.desired();
       const add = [], drop = [];
       for (const ch of want) if (!this.channels.has(ch)) add.push(ch);
       for (const ch of this.channels.keys()) if (!want.has(ch)) drop.push(ch);
       if (drop.length) {
-        for (const ch of drop) this.channels.delete(ch);
+        for (const ch of drop) { this.channels.delete(ch); this.resumeDone(ch, null); }
         this.send({ op: 'unsubscribe', channels: drop });
       }
       if (add.length) {
-        for (const ch of add) this.channels.set(ch, { seq: null, synced: false, early: null });
-        this.send({ op: 'subscribe', channels: add });
+        const since = {};
+        for (const ch of add) {
+          const last = lastSeqs ? lastSeqs.get(ch) : undefined;
+          const resume = last == null ? null
+            : { channel: ch, since: last, recovered: null, missed: null, replayed: 0, contiguous: true, at_ms: Date.now() };
+          this.channels.set(ch, { seq: null, synced: false, early: null, resume });
+          if (resume) { since[ch] = last; this.resuming.add(ch); }
+        }
+        const msg = { op: 'subscribe', channels: add };
+        if (Object.keys(since).length) msg.since = since;
+        this.send(msg);
       }
+      this.updateStatus();
+    },
+
+    /** A channel's catch-up after a reconnect is over (`sub.resume` says how; null: dropped). */
+    resumeDone(ch, resume) {
+      if (!this.resuming.delete(ch)) return;
+      const round = this.round;
+      if (resume && round) {
+        if (resume.recovered) { round.recovered++; round.replayed += resume.replayed; }
+        else round.fresh++;
+        this.resumes.push(resume);
+        if (this.resumes.length > 32) this.resumes.shift();
+      }
+      if (this.resuming.size || !round) return;
+      this.round = null;
+      clearTimeout(this.resumeTimer);
+      if (round.fresh) {
+        notice('Reconnected — ' + round.fresh + ' of ' + (round.fresh + round.recovered) +
+          ' streams were too far behind to catch up; reloaded from a fresh snapshot', 'warn', 4000);
+      } else if (round.recovered) {
+        notice('Reconnected — caught up ' + fmtInt(round.replayed) + ' missed update' + (round.replayed === 1 ? '' : 's'), 'info', 2500);
+      }
+      this.lastRound = { ...round, done_ms: Date.now() };
+      renderResume();
       this.updateStatus();
     },
 
@@ -772,7 +815,9 @@
     resync(ch, expected, got) {
       state.resyncs++;
       console.warn(`pricestream: gap on ${ch} (expected seq ${expected}, got ${got}); resubscribing`);
-      this.channels.set(ch, { seq: null, synced: false, early: null });
+      const old = this.channels.get(ch);
+      if (old && old.resume) { old.resume.contiguous = false; this.resumeDone(ch, old.resume); }
+      this.channels.set(ch, { seq: null, synced: false, early: null, resume: null });
       this.send({ op: 'unsubscribe', channels: [ch] });
       this.send({ op: 'subscribe', channels: [ch] });
       if (ch === candleChannel()) {
@@ -813,16 +858,31 @@
       clearTimeout(this.connectTimer);
       const wasReconnect = this.everOpened;
       this.everOpened = true;
+      this.opens++;
       this.channels.clear();
       clearTimeout(this.stableTimer);
       this.stableTimer = setTimeout(() => { this.attempt = 0; }, STABLE_AFTER_MS);
+      const lastSeqs = this.lastSeqs;
+      this.lastSeqs = new Map();
+      this.resuming.clear();
+      this.round = lastSeqs.size ? { recovered: 0, fresh: 0, replayed: 0, started_ms: Date.now() } : null;
       this.setState('syncing');
-      this.sync();
+      this.sync(lastSeqs);
+      if (!this.resuming.size) this.round = null;   // nothing shown then had a seq to resume from
+      clearTimeout(this.resumeTimer);
+      if (this.round) {
+        this.resumeTimer = setTimeout(() => {
+          for (const ch of [...this.resuming]) this.resumeDone(ch, null);
+        }, RESUME_TIMEOUT_MS);
+      }
+      renderResume();
       if (wasReconnect) {
-        // the snapshot covers the recent past; REST fills any hole the outage left behind
-        loadHistory();
+        // A channel that resumes gets exactly the updates it missed; without a seq to resume
+        // from, or when the server no longer has them (a snapshot marked "recovered": false),
+        // REST fills the hole the outage left in the chart.
+        if (!this.resuming.has(candleChannel())) loadHistory();
         refreshDaily();
-        notice('Reconnected — stream resumed', 'info', 2000);
+        if (!this.round) notice('Reconnected — stream restarted', 'info', 2000);
       }
     },
 
@@ -834,6 +894,7 @@
       if (!msg || typeof msg !== 'object') return;
       switch (msg.type) {
         case 'snapshot': this.onSnapshot(msg); break;
+        case 'subscribed': this.onSubscribed(msg); break;
         case 'update': this.onUpdate(msg); break;
         case 'error': this.onServerError(msg); break;
         default: break;
@@ -846,7 +907,30 @@
       sub.seq = Number.isFinite(msg.seq) ? msg.seq : null;
       sub.synced = true;
       apply(msg.channel, msg.data, true);
-      // updates that overtook the snapshot: keep the ones it does not already cover
+      if (sub.resume) {
+        // the server no longer holds what was missed: this snapshot replaces it
+        sub.resume.recovered = false;
+        this.resumeDone(msg.channel, sub.resume);
+        sub.resume = null;
+        if (msg.channel === candleChannel()) loadHistory();
+      }
+      this.takeEarly(sub);
+    },
+
+    /** The answer to a subscribe with `since`: exactly `missed` updates follow, in order. */
+    onSubscribed(msg) {
+      const sub = this.channels.get(msg.channel);
+      if (!sub || !sub.resume || !Number.isFinite(msg.seq)) return;
+      sub.seq = msg.seq;
+      sub.synced = true;
+      sub.resume.recovered = msg.recovered === true;
+      sub.resume.missed = Number.isFinite(msg.missed) ? msg.missed : 0;
+      if (sub.resume.missed === 0) { this.resumeDone(msg.channel, sub.resume); sub.resume = null; }
+      this.takeEarly(sub);
+    },
+
+    /** Apply updates that overtook the snapshot (or the resume answer) and are not covered. */
+    takeEarly(sub) {
       const early = sub.early;
       sub.early = null;
       if (early) for (const u of early) if (!this.onUpdate(u)) break;
@@ -871,6 +955,15 @@
       if (Number.isFinite(msg.seq)) sub.seq = msg.seq;
       apply(msg.channel, msg.data, false);
       state.updates++;
+      const resume = sub.resume;
+      if (resume && resume.missed != null) {
+        // one of the missed updates the server replays after "subscribed"
+        if (msg.conflated) resume.contiguous = false;
+        if (++resume.replayed >= resume.missed) {
+          this.resumeDone(msg.channel, resume);
+          sub.resume = null;
+        }
+      }
       schedule();
       return true;
     },
@@ -887,7 +980,16 @@
       if (ws !== this.ws) return;
       clearTimeout(this.connectTimer);
       clearTimeout(this.stableTimer);
+      clearTimeout(this.resumeTimer);
       this.ws = null;
+      // what the page has applied, to resume from on the next connection (a connection that
+      // never opened had no channels: the seqs from before it are kept)
+      for (const [ch, sub] of this.channels) {
+        if (sub.resume) this.lastSeqs.set(ch, sub.seq ?? sub.resume.since);
+        else if (sub.synced && sub.seq != null) this.lastSeqs.set(ch, sub.seq);
+      }
+      this.resuming.clear();
+      this.round = null;
       this.channels.clear();
       for (const q of state.quotes.values()) q.stale = true;
       for (const sym of state.symbols) state.tilesDirty.add(sym);
@@ -918,9 +1020,27 @@
 
     updateStatus() {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+      if (this.resuming.size) { this.setState('resuming'); return; }
       let any = false;
       for (const s of this.channels.values()) if (s.synced) { any = true; break; }
       this.setState(any ? 'live' : 'syncing');
+    },
+
+    /** A plain copy of the connection's state, for window.pricestream.status(). */
+    report() {
+      const channels = {};
+      for (const [ch, sub] of this.channels) channels[ch] = { seq: sub.seq, synced: sub.synced };
+      return {
+        state: this.state,
+        opens: this.opens,
+        resyncs: state.resyncs,
+        updates: state.updates,
+        channels,
+        resumeFrom: Object.fromEntries(this.lastSeqs),
+        resuming: [...this.resuming],
+        resumes: this.resumes.map((r) => ({ ...r })),
+        lastRound: this.lastRound ? { ...this.lastRound } : null,
+      };
     },
 
     setState(s) {
@@ -952,6 +1072,7 @@
     switch (s) {
       case 'live': text = 'live'; break;
       case 'syncing': text = 'syncing'; break;
+      case 'resuming': text = 'resuming'; break;
       case 'connecting': text = 'connecting'; break;
       case 'offline': text = 'offline'; break;
       case 'reconnecting': {
@@ -967,9 +1088,38 @@
     body.dataset.status = s;
     const ci = conn.closeInfo;
     el.statusPill.title = s === 'live' ? 'Streaming live prices'
+      : s === 'resuming' ? 'Reconnected: catching up on the updates missed while disconnected'
       : ci ? 'Last close: code ' + ci.code + (ci.reason ? ' (' + ci.reason + ')' : '') + (conn.attempt ? ' · attempt ' + conn.attempt : '')
         : '';
   }
+
+  /** The status bar's account of the latest reconnect: caught up, or reloaded from a snapshot. */
+  function renderResume() {
+    if (!el.resume) return;
+    let text = '—', title = 'No reconnect yet', kind = 'none';
+    if (conn.resuming.size) {
+      text = 'catching up…'; kind = 'resuming';
+      title = 'Asking the server for the updates missed on ' + conn.resuming.size + ' stream' + (conn.resuming.size === 1 ? '' : 's');
+    } else if (conn.lastRound) {
+      const r = conn.lastRound;
+      const streams = (n) => n + ' stream' + (n === 1 ? '' : 's');
+      text = 'resumed +' + fmtInt(r.replayed) + (r.fresh ? ' · ' + r.fresh + ' reloaded' : '');
+      kind = r.fresh ? 'reloaded' : 'recovered';
+      title = 'Reconnected at ' + fmtHMS(r.done_ms) + ' UTC: ' + streams(r.recovered) + ' resumed, ' +
+        fmtInt(r.replayed) + ' missed updates replayed in order' +
+        (r.fresh ? '; ' + streams(r.fresh) + ' too far behind, reloaded from a fresh snapshot' : '');
+    }
+    if (el.resume.textContent !== text) el.resume.textContent = text;
+    el.resume.title = title;
+    el.resume.dataset.state = kind;
+  }
+
+  // A read-only view of the live connection for monitoring and tests:
+  // window.pricestream.status() returns a fresh copy each call.
+  Object.defineProperty(window, 'pricestream', {
+    value: Object.freeze({ status: () => conn.report() }),
+    enumerable: true,
+  });
 
   // ------------------------------------------------------------------ frame loop
 
