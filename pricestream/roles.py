@@ -30,6 +30,7 @@ from aiohttp import web
 
 from ingest.collector import now_ms
 from ingest.replay import Progress
+from pricestream.gcpolicy import GcPolicy, keep_collector_quiet
 from pricestream.settings import (
     Settings,
     auth_config,
@@ -245,6 +246,8 @@ async def _serve(
                 if tick_archive is not None:
                     ticks_task = tasks.create_task(tick_archive.run(), name="tick-archive")
                 side.append(tasks.create_task(_status(worker, app), name="status"))
+            policy = GcPolicy(interval_s=settings.server.gc_freeze_interval_s)
+            side.append(tasks.create_task(keep_collector_quiet(policy), name="gc"))
             if on_ready is not None:
                 on_ready(running)
             await stop.wait()

@@ -37,6 +37,15 @@ class ConfigError(ValueError):
 class Server:
     host: str = "127.0.0.1"
     port: int = 8080
+    #: seconds between freezes of long-lived objects out of the garbage collector's full
+    #: passes (``pricestream.gcpolicy``); 0 leaves the collector alone
+    gc_freeze_interval_s: float = 10.0
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("server.gc_freeze_interval_s", 0 <= self.gc_freeze_interval_s <= 3_600,
+             "must be 0..3600 (0: off)"),
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +407,7 @@ class Settings:
              "must be median or primary"),
             ("composite.vendor", bool(self.composite.vendor), "must not be empty"),
         ]  # fmt: skip
+        checks += self.server.checks()
         checks += self.render.checks()
         checks += self.live.checks()
         for symbol in auth_config(self).private_symbols:
