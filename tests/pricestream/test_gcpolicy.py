@@ -12,23 +12,25 @@ import pytest
 
 from pricestream.gcpolicy import GcPolicy, keep_collector_quiet, needs_full_pass
 
-POLICY = GcPolicy(interval_s=10, growth=1.5, min_objects=1_000)
+POLICY = GcPolicy(interval_s=10, growth=1.5, min_objects=1_000, min_pass_interval_s=300)
 
 
 @pytest.mark.parametrize(
-    ("frozen", "after_last_pass", "full"),
+    ("frozen", "after_last_pass", "since_last_pass_s", "full"),
     [
-        (999, 0, False),  # too few objects to be worth a pass
-        (1_000, 0, True),  # the first time there are enough
-        (1_499, 1_000, False),  # grown by less than half since the last pass
-        (1_500, 1_000, True),
-        (900_000, 840_000, False),  # 10,000 idle websocket clients: left frozen
+        (999, 0, 600, False),  # too few objects to be worth a pass
+        (1_000, 0, 600, True),  # the first time there are enough
+        (1_000, 0, 299, False),  # ... but not within five minutes of the start
+        (1_499, 1_000, 600, False),  # grown by less than half since the last pass
+        (1_500, 1_000, 600, True),
+        (1_500, 1_000, 120, False),  # grown enough, but the last pass is recent
+        (900_000, 840_000, 3_600, False),  # 10,000 idle websocket clients: left frozen
     ],
 )
-def test_a_full_pass_waits_for_the_frozen_objects_to_grow(
-    frozen: int, after_last_pass: int, full: bool
+def test_a_full_pass_waits_for_the_frozen_objects_to_grow_and_for_its_interval(
+    frozen: int, after_last_pass: int, since_last_pass_s: float, full: bool
 ) -> None:
-    assert needs_full_pass(frozen, after_last_pass, POLICY) is full
+    assert needs_full_pass(frozen, after_last_pass, since_last_pass_s, POLICY) is full
 
 
 class Node:
@@ -53,7 +55,7 @@ async def test_frozen_cycles_are_freed_by_the_next_full_pass_and_cancel_unfreeze
         return sum("full garbage collection" in r.getMessage() for r in caplog.records)
 
     assert gc.get_freeze_count() == 0
-    policy = GcPolicy(interval_s=0.02, growth=2.0, min_objects=1)
+    policy = GcPolicy(interval_s=0.02, growth=2.0, min_objects=1, min_pass_interval_s=0)
     task = asyncio.create_task(keep_collector_quiet(policy))
     try:
         await _until(lambda: passes() == 1, "the first full pass")
