@@ -31,7 +31,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -225,7 +225,30 @@ class Client:
         self.sent += 1
         return True
 
+    def offer_run(self, channel: str, run: list[tuple[int, str]]) -> None:
+        """Queue consecutive updates of ``channel`` (the ticks of one bus record); a client
+        that keeps up gets them in one write, since a write costs the same for one frame or
+        several."""
+        first, last = run[0][0], run[-1][0]
+        if (
+            self.closing is None
+            and not self.throttles
+            and not self.outbox
+            and not self.writing
+            and last - first == len(run) - 1
+            and self.sent_seq.get(channel, first - 1) == first - 1
+            and self._write_now_run(tuple(text for _, text in run))
+        ):
+            self.sent_seq[channel] = last
+            self.sent += len(run)
+            return
+        for seq, text in run:
+            self.offer(channel, seq, None, text)
+
     def _write_now(self, text: str) -> bool:
+        return False
+
+    def _write_now_run(self, texts: tuple[str, ...]) -> bool:
         return False
 
     def control(self, message: Mapping[str, object], *, channel: str = "", seq: int = 0) -> None:
@@ -378,6 +401,21 @@ class WsClient(Client):
         await self.ws.send_str(text)
 
     def _write_now(self, text: str) -> bool:
+        transport = self._idle_transport()
+        if transport is None:
+            return False
+        transport.write(_text_frame(text))
+        return True
+
+    def _write_now_run(self, texts: tuple[str, ...]) -> bool:
+        transport = self._idle_transport()
+        if transport is None:
+            return False
+        transport.write(_text_frames(texts))
+        return True
+
+    def _idle_transport(self) -> asyncio.Transport | None:
+        """The socket, if it is open and buffers nothing (a write goes straight out)."""
         transport = self.request.transport
         if (
             transport is None
@@ -385,9 +423,8 @@ class WsClient(Client):
             or self.ws.closed
             or transport.get_write_buffer_size()
         ):
-            return False
-        transport.write(_text_frame(text))
-        return True
+            return None
+        return transport
 
     async def _write_many(self, batch: list[tuple[str, str]]) -> None:
         # Several waiting messages go out as their frames in one transport write: the cost of a
@@ -431,6 +468,12 @@ def _text_frame(text: str) -> bytes:
     if n < 65_536:
         return b"\x81\x7e" + n.to_bytes(2, "big") + data
     return b"\x81\x7f" + n.to_bytes(8, "big") + data
+
+
+@functools.lru_cache(maxsize=64)
+def _text_frames(texts: tuple[str, ...]) -> bytes:
+    """The frames of several updates, back to back: one write for every subscriber."""
+    return b"".join([_text_frame(text) for text in texts])
 
 
 def _update_text(channel: str, seq: int, value: Tick | Candle) -> str:
@@ -500,23 +543,39 @@ class Hub:
                 except DecodeError:
                     log.exception("skipping an undecodable update at offset %d", rec.offset)
                     continue
-                for seq, tick in update.ticks:
-                    self.on_tick(seq, tick, now_s=now)
+                self.on_ticks(update.ticks, now_s=now)
                 for seq, candle in update.candles:
                     self.on_candle(seq, candle, now_s=now)
             if records:
                 await self.consumer.commit()
 
-    def on_tick(self, seq: int, tick: Tick, *, now_s: float) -> None:
-        latest = self.latest.get(tick.symbol)
-        if latest is None or tick.ts_ms >= latest.ts_ms:
-            self.latest[tick.symbol] = tick
-        name = f"ticks:{tick.symbol}"
-        ch = self.channels.get(name) or self.channels.setdefault(name, _Channel())
-        if seq <= ch.seq:
-            return  # republished after a stream worker restart: clients have it already
-        ch.seq, ch.tick = seq, tick
-        self._fan_out(ch, name, seq, tick, None, now_s)
+    def on_ticks(self, ticks: Sequence[tuple[int, Tick]], *, now_s: float) -> None:
+        """Fan out the ticks of one update record. A subscriber gets a channel's ticks of the
+        record in one write: when the service falls behind, records carry more ticks, so each
+        message costs less just when it matters."""
+        runs: dict[str, list[tuple[int, str]]] = {}
+        for seq, tick in ticks:
+            latest = self.latest.get(tick.symbol)
+            if latest is None or tick.ts_ms >= latest.ts_ms:
+                self.latest[tick.symbol] = tick
+            name = f"ticks:{tick.symbol}"
+            ch = self.channels.get(name) or self.channels.setdefault(name, _Channel())
+            if seq <= ch.seq:
+                continue  # republished after a stream worker restart: clients have it already
+            ch.seq, ch.tick = seq, tick
+            text = self._remember(ch, name, seq, tick, now_s)
+            if text is not None:
+                runs.setdefault(name, []).append((seq, text))
+        for name, run in runs.items():
+            subscribers = self.channels[name].subscribers
+            if len(run) == 1:
+                seq, text = run[0]
+                for client in subscribers:
+                    client.offer(name, seq, None, text)
+            else:
+                for client in subscribers:
+                    client.offer_run(name, run)
+            self.delivered += len(subscribers) * len(run)
 
     def on_candle(self, seq: int, candle: Candle, *, now_s: float) -> None:
         name = f"candles:{candle.symbol}:{candle.res}"
@@ -538,18 +597,24 @@ class Hub:
         bucket: int | None,
         now_s: float,
     ) -> None:
-        subscribers = ch.subscribers
-        text = _update_text(name, seq, value) if subscribers else None
+        text = self._remember(ch, name, seq, value, now_s)
+        if text is not None:
+            for client in ch.subscribers:
+                client.offer(name, seq, bucket, text)
+            self.delivered += len(ch.subscribers)
+
+    def _remember(
+        self, ch: _Channel, name: str, seq: int, value: Tick | Candle, now_s: float
+    ) -> str | None:
+        """Keep ``value`` in the channel's history; its message if anyone is subscribed."""
+        text = _update_text(name, seq, value) if ch.subscribers else None
         recent = ch.recent
         if recent and recent[-1][0] + 1 != seq:
             recent.clear()  # a gap (this node missed updates): resume only from here on
         recent.append((seq, now_s, value, text))
         if len(recent) > self.config.history_messages:
             recent.popleft()
-        if text is not None:
-            for client in subscribers:
-                client.offer(name, seq, bucket, text)
-            self.delivered += len(subscribers)
+        return text
 
     def missed(self, channel: str, since: int, *, now_s: float) -> list[tuple[int, str]] | None:
         """The update messages after ``since``, or None when the history is gone."""

@@ -62,6 +62,8 @@ os.register_at_fork(after_in_child=_new_id_prefix)
 
 def _new_request_id() -> str:
     return f"{_id_prefix}{next(_id_counter):016x}"
+
+
 #: The request being handled in this task, for log records (``RequestIdFilter``).
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None

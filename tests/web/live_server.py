@@ -67,6 +67,13 @@ class LiveServer:
         ]
         await self.producer.send_many(UPDATES, items)
 
+    async def ticks_in_one_record(self, seqs: range, *, symbol: str = "XAU-USD") -> None:
+        """Publish one update carrying a tick per seq, as a stream worker does with a batch."""
+        ticks = [(s, tick(s, symbol=symbol)) for s in seqs]
+        await self.producer.send_many(
+            UPDATES, [(symbol.encode(), encode_update(Update(symbol, ticks, [])))]
+        )
+
     async def candles(self, updates: list[tuple[int, Candle]]) -> None:
         items = [
             (c.symbol.encode(), encode_update(Update(c.symbol, [], [(s, c)]))) for s, c in updates

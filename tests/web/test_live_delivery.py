@@ -51,6 +51,38 @@ async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_seq
         assert await quiet(ws) == []
 
 
+async def test_the_ticks_of_one_record_arrive_in_order_to_plain_and_throttled_clients(
+    server: LiveServer,
+) -> None:
+    await server.ticks(range(1, 2), symbol="XAG-USD")
+    await server.seq_reached("ticks:XAG-USD", 1)
+    async with (
+        connect(server.ws_url) as plain,
+        connect(server.ws_url) as throttled,
+        connect(server.ws_url) as other,
+    ):
+        await send(plain, {"op": "subscribe", "channels": [CH]})
+        await send(throttled, {"op": "subscribe", "channels": [CH], "max_hz": 1})
+        await send(other, {"op": "subscribe", "channels": ["ticks:XAG-USD"]})
+        assert (await recv(plain))["seq"] == 10
+        assert (await recv(throttled))["seq"] == 10
+        assert (await recv(other))["seq"] == 1
+        await server.ticks_in_one_record(range(11, 16))
+        await server.ticks_in_one_record(range(2, 5), symbol="XAG-USD")
+        got = [await recv(plain) for _ in range(5)]
+        assert [(m["type"], m["seq"]) for m in got] == [("update", s) for s in range(11, 16)]
+        assert [m["data"]["price"] for m in got] == pytest.approx(
+            [4_000 + s / 100 for s in range(11, 16)]
+        )
+        assert [(await recv(other))["seq"] for _ in range(3)] == [2, 3, 4]
+        newest = (await quiet(throttled, wait_s=1.5))[-1]  # at most one a second: the newest
+        assert (newest["seq"], newest.get("conflated")) == (15, True)
+        await server.ticks(range(16, 17))  # and a lone tick after the run follows on
+        assert (await recv(plain))["seq"] == 16
+        assert await quiet(plain) == []
+        assert server.hub.delivered >= 5 + 3 + 1
+
+
 async def test_resume_past_the_history_gets_a_fresh_snapshot_marked_not_recovered(
     server: LiveServer,
 ) -> None:
