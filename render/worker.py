@@ -10,6 +10,7 @@ the event loop of the web process never touches the disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -35,6 +36,8 @@ def run_job(job: tuple[object, ...], rows: object, cache_dir: Path | None) -> by
             return path.read_bytes()
         except FileNotFoundError:
             pass
+        except OSError as exc:  # an unreadable shared directory must not fail the render
+            log.warning("cannot read %s from the cache directory: %s", path.name, exc)
     if kind == "chart":
         assert isinstance(spec, ChartSpec)
         body = render_chart(spec, rows, as_of_ms)  # type: ignore[arg-type]
@@ -57,6 +60,8 @@ def write_atomically(path: Path, body: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:  # a full or unreachable shared directory must not fail the render
         log.warning("cannot write %s to the cache directory: %s", path.name, exc)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def serve_socket(sock: socket.socket, cache_dir: Path | None) -> None:

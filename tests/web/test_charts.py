@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import os
+import re
 import signal
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
@@ -290,6 +292,25 @@ async def test_a_render_over_its_timeout_gets_504_and_a_new_worker(tmp_path: Pat
         assert status == 200
 
 
+async def test_a_render_that_raises_gets_500_naming_the_error_and_the_worker_stays(
+    tmp_path: Path,
+) -> None:
+    async with render_server(tmp_path) as (srv, store):
+        start = NOW_MS - NOW_MS % 300_000  # corrupt data: a close of infinity
+        bad = Candle(SYMBOL, "5m", start, start + 300_000, 4_000.0, 4_001.0, 3_999.0, math.inf,
+                     3, start, start + 1_000, False)  # fmt: skip
+        await store.write([bad], [])
+        pid = _pid(srv)
+        status, _, body = await fetch(srv, f"/charts/{SYMBOL}.png?res=5m")
+        assert status == 500
+        message = orjson.loads(body)["error"]["message"]
+        assert re.fullmatch(r"\w+Error: cannot convert float \w+ to integer", message), message
+        status, _, body = await fetch(srv, f"/charts/{SYMBOL}.png?res=1m")
+        assert status == 200
+        assert _pid(srv) == pid
+        assert srv.app[RENDERER].charts.stats.failed == 1
+
+
 async def test_the_cache_directory_is_shared_between_nodes(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     config = RenderConfig(
@@ -314,6 +335,23 @@ async def test_the_cache_directory_is_shared_between_nodes(tmp_path: Path) -> No
         headers["ETag"],
         b"<svg>from the other node</svg>",
     )
+
+
+async def test_an_unreadable_cache_entry_is_rendered_instead_and_leaves_no_temporary_file(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared"
+    config = RenderConfig(chart_workers=1, text_workers=1, cache_dir=shared)
+    path = f"/charts/{SYMBOL}.png?range=1w&res=1m"
+    async with render_server(tmp_path / "a", config) as (srv, _):
+        _, headers, body = await fetch(srv, path)
+    entry = shared / (headers["ETag"].strip('"') + ".png")
+    entry.unlink()
+    entry.mkdir()  # a broken shared directory: the name is there but cannot be read or replaced
+    async with render_server(tmp_path / "b", config) as (srv, _):
+        status, headers2, body2 = await fetch(srv, path)
+    assert (status, headers2["ETag"], body2) == (200, headers["ETag"], body)
+    assert [p.name for p in shared.iterdir()] == [entry.name]
 
 
 async def test_only_the_configured_formats_go_to_the_cache_directory(tmp_path: Path) -> None:
