@@ -13,7 +13,7 @@ Phases, each bounded in time (and the cold ones by their distinct paths):
    so each one is rendered: none is in the memory or disk cache (a fresh cache directory).
    Should a phase outrun its distinct paths, the repeats are reported as cache hits.
 2. cold SVG: the same with ``.svg``.
-3. cold snapshots: distinct JSON/CSV/TXT snapshots (symbol x range x format).
+3. cold snapshots: distinct JSON/CSV/TXT snapshots (symbol x range x resolution x format).
 4. cache hits: ``--hot`` charts already rendered, requested again and again for ``--hit-s``.
 5. baseline: a matplotlib server (the same aiohttp route and the same data, rendering in a pool
    of as many processes) serving the same cold PNG and SVG charts.
@@ -70,7 +70,14 @@ from render.charts import (
     render_chart,
 )
 from render.service import RenderConfig
-from render.spec import DEFAULT_RES, RANGES_MS, ChartSpec, SpecError, parse_chart
+from render.spec import (
+    DEFAULT_RES,
+    RANGES_MS,
+    ChartSpec,
+    SpecError,
+    allowed_resolutions,
+    parse_chart,
+)
 from stream.contract import Candle, SymbolState, Tick
 from stream.contract.resolutions import RESOLUTIONS
 from stream.store.sqlite import SqliteStore
@@ -357,11 +364,23 @@ def chart_paths(names: list[str], fmt: str, count: int, *, salt: int = 0) -> lis
 
 
 def snapshot_paths(names: list[str]) -> list[str]:
+    """Distinct snapshots: every format, symbol, range and resolution the store holds for the
+    whole range (at most 3,000 candles, as a text price file would be)."""
+    spans = {
+        res: max(RANGES_MS[r] for r, d in DEFAULT_RES.items() if d == res)
+        for res in set(DEFAULT_RES.values())
+    }
+    pairs = [
+        (rng, res)
+        for rng, span in RANGES_MS.items()
+        for res in allowed_resolutions(rng)
+        if spans.get(res, 0) >= span and span // RESOLUTIONS[res] <= 3_000
+    ]
     return [
         f"/snapshots/{name}.{fmt}?range={rng}&res={res}"
         for fmt in ("json", "csv", "txt")
         for name in names
-        for rng, res in DEFAULT_RES.items()
+        for rng, res in pairs
     ]
 
 
@@ -446,7 +465,7 @@ def per_chart_ms(repeat: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--symbols", type=int, default=32)
+    parser.add_argument("--symbols", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="render processes per pool")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(

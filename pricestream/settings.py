@@ -142,6 +142,7 @@ class Render:
     timeout_ms: int = 10_000
     retry_after_s: int = 1
     memory_bytes: int = 256 * 1024 * 1024
+    data_bytes: int = 128 * 1024 * 1024  # candle arrays kept for rendering, per process
     cache_dir: str = ""  # "" is <data_dir>/render-cache; "none" keeps no files
     disk_max_age_s: int = 86_400
     disk_min_fresh_ms: int = 30_000
@@ -159,6 +160,7 @@ class Render:
             ("render.timeout_ms", 10 <= self.timeout_ms <= 600_000, "must be 10..600000"),
             ("render.retry_after_s", 1 <= self.retry_after_s <= 3_600, "must be 1..3600"),
             ("render.memory_bytes", self.memory_bytes >= 0, "must be >= 0"),
+            ("render.data_bytes", self.data_bytes >= 0, "must be >= 0"),
             ("render.disk_max_age_s", self.disk_max_age_s >= 1, "must be >= 1"),
             ("render.disk_formats", set(self.disk_format_names) <= set(DISK_FORMATS),
              f"must list some of {', '.join(DISK_FORMATS)}"),
@@ -476,6 +478,7 @@ def render_config(settings: Settings) -> RenderConfig | None:
         timeout_ms=r.timeout_ms,
         retry_after_s=r.retry_after_s,
         memory_bytes=r.memory_bytes,
+        data_bytes=r.data_bytes,
         cache_dir=cache_dir,
         disk_max_age_s=r.disk_max_age_s,
         disk_min_fresh_ms=r.disk_min_fresh_ms,

@@ -32,8 +32,6 @@ from render import worker
 log = logging.getLogger(__name__)
 
 Job = tuple[object, ...]
-#: How many data sets (candle arrays) each worker keeps; the pool mirrors which ones.
-WORKER_DATA_SETS = 512
 
 
 class PoolError(Exception):
@@ -78,7 +76,9 @@ class _Worker:
     busy: list[tuple[int, asyncio.Future[bytes]]] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     dead: bool = False
-    data_keys: OrderedDict[Hashable, None] = field(default_factory=OrderedDict)
+    #: the data sets (candle arrays) the worker holds, with their sizes: the pool mirrors them
+    data_keys: OrderedDict[Hashable, int] = field(default_factory=OrderedDict)
+    data_bytes: int = 0
 
 
 def _frame(payload: bytes) -> bytes:
@@ -114,6 +114,7 @@ class Pool:
         timeout_ms: int = 10_000,
         retry_after_s: int = 1,
         cache_dir: Path | None = None,
+        worker_data_bytes: int = 128 * 1024 * 1024,
     ) -> None:
         self.name = name
         self.size = workers
@@ -122,6 +123,7 @@ class Pool:
         self.timeout_ms = timeout_ms
         self.retry_after_s = retry_after_s
         self.cache_dir = cache_dir
+        self.worker_data_bytes = worker_data_bytes
         self.stats = PoolStats()
         self._ctx = _context()
         self._ids = itertools.count()
@@ -210,19 +212,28 @@ class Pool:
             batch: list[tuple[int, Job, Hashable]] = []
             adds: list[tuple[Hashable, object]] = []
             drops: list[Hashable] = []
+            used: set[Hashable] = set()
             w = self._idle.pop()
             while self._queue and len(batch) < self.max_batch:
                 job_id, job, data_key, data, fut = self._queue.popleft()
                 if fut.done():  # the client went away while queued
                     continue
+                used.add(data_key)
                 if data_key in w.data_keys:
                     w.data_keys.move_to_end(data_key)
                 else:
                     adds.append((data_key, data))
-                    w.data_keys[data_key] = None
-                    if len(w.data_keys) > WORKER_DATA_SETS:
-                        dropped, _ = w.data_keys.popitem(last=False)
-                        drops.append(dropped)
+                    size = int(getattr(data, "nbytes", 0))
+                    w.data_keys[data_key] = size
+                    w.data_bytes += size
+                    # Forget the least recently used sets past the budget, never one this batch
+                    # needs (they were moved to the end: reaching one means all are needed).
+                    while w.data_bytes > self.worker_data_bytes:
+                        oldest = next(iter(w.data_keys))
+                        if oldest in used:
+                            break
+                        w.data_bytes -= w.data_keys.pop(oldest)
+                        drops.append(oldest)
                 batch.append((job_id, job, data_key))
                 w.busy.append((job_id, fut))
             if not batch:

@@ -77,6 +77,9 @@ class RenderConfig:
     timeout_ms: int = 10_000
     retry_after_s: int = 1
     memory_bytes: int = 256 * 1024 * 1024
+    #: Candle arrays kept for rendering (the web process), and per render worker: every chart
+    #: of a data version reads them from here instead of the store. A 5y chart's are 73 KB.
+    data_bytes: int = 128 * 1024 * 1024
     cache_dir: Path | None = None
     disk_max_age_s: int = 86_400
     #: Ranges whose charts stay fresh at least this long are shared through the directory;
@@ -105,34 +108,51 @@ class RendererStats:
     pregenerated: int = 0
 
 
-class ByteLRU:
-    """A least-recently-used map of bytes values bounded by their total size."""
+class SizedLRU(Generic[K, V]):
+    """A least-recently-used map bounded by the total ``size`` of its values."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+    def __init__(self, max_size: int, size: Callable[[V], int]) -> None:
+        self.max_size = max_size
+        self.size = size
+        self.total = 0
+        self._items: OrderedDict[K, V] = OrderedDict()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: K) -> V | None:
         value = self._items.get(key)
         if value is not None:
             self._items.move_to_end(key)
         return value
 
-    def put(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_bytes:
+    def put(self, key: K, value: V) -> None:
+        n = self.size(value)
+        if n > self.max_size:
             return
         old = self._items.pop(key, None)
         if old is not None:
-            self.bytes -= len(old)
+            self.total -= self.size(old)
         self._items[key] = value
-        self.bytes += len(value)
-        while self.bytes > self.max_bytes:
+        self.total += n
+        while self.total > self.max_size:
             _, dropped = self._items.popitem(last=False)
-            self.bytes -= len(dropped)
+            self.total -= self.size(dropped)
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class ByteLRU(SizedLRU[str, bytes]):
+    """Rendered bodies by cache key, bounded by their total length."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes, len)
+
+    @property
+    def bytes(self) -> int:
+        return self.total
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_size
 
 
 class BoundedMap(Generic[K, V]):
@@ -173,7 +193,9 @@ class Renderer:
         self.text = self._pool("text", config.text_workers, config.text_queue)
         self._versions: dict[str, tuple[float, SymbolState]] = {}
         self._version_flight: dict[str, asyncio.Future[SymbolState | None]] = {}
-        self._data: OrderedDict[tuple[str, str, str, int], Floats] = OrderedDict()
+        self._data: SizedLRU[tuple[str, str, str, int], Floats] = SizedLRU(
+            config.data_bytes, _nbytes
+        )
         self._data_flight: dict[tuple[str, str, str, int], asyncio.Future[Floats]] = {}
         self._flight: dict[str, asyncio.Future[bytes]] = {}
         self.pregenerate = [parse_path(p) for p in config.pregenerate]
@@ -191,6 +213,7 @@ class Renderer:
             timeout_ms=c.timeout_ms,
             retry_after_s=c.retry_after_s,
             cache_dir=c.cache_dir,
+            worker_data_bytes=c.data_bytes,
         )
 
     async def start(self) -> None:
@@ -286,7 +309,6 @@ class Renderer:
         key = (spec.symbol, spec.res, spec.range, as_of_ms)
         rows = self._data.get(key)
         if rows is not None:
-            self._data.move_to_end(key)
             return rows
 
         async def fetch() -> Floats:
@@ -298,9 +320,7 @@ class Renderer:
             return candle_rows(list(candles))
 
         rows = await _single(self._data_flight, key, fetch)
-        self._data[key] = rows
-        while len(self._data) > 256:
-            self._data.popitem(last=False)
+        self._data.put(key, rows)
         return rows
 
     # -- background work ---------------------------------------------------------------------
@@ -343,6 +363,10 @@ def _sweep(directory: Path, max_age_s: int) -> int:
             except FileNotFoundError:  # another node removed it first
                 continue
     return removed
+
+
+def _nbytes(rows: Floats) -> int:
+    return int(rows.nbytes)
 
 
 def _etag(key: str) -> str:
