@@ -10,7 +10,8 @@ request as the server and so capped what could be measured on two cores.
 Phases, each bounded in time (and the cold ones by their distinct paths):
 
 1. cold PNG: every request a distinct chart (symbol x range x type x theme x width about 600x300),
-   so each one is rendered: none is in the memory or disk cache (a fresh cache directory).
+   so each one is rendered: none is in the memory cache (nor in the shared directory, which
+   is off unless ``--shared-dir``).
    Should a phase outrun its distinct paths, the repeats are reported as cache hits.
 2. cold SVG: the same with ``.svg``.
 3. cold snapshots: distinct JSON/CSV/TXT snapshots (symbol x range x resolution x format).
@@ -476,7 +477,10 @@ def main() -> None:
     parser.add_argument("--hot", type=int, default=200, help="distinct charts in the hit phase")
     parser.add_argument("--hit-s", type=float, default=8.0)
     parser.add_argument(
-        "--no-disk", action="store_true", help="no shared cache directory (memory cache only)"
+        "--shared-dir",
+        action="store_true",
+        help="with a shared cache directory (PNG and snapshots of 1w and longer), as render nodes "
+        "sharing one would run; off by default, as in the service",
     )
     opts = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -490,7 +494,7 @@ def main() -> None:
         db = Path(tmp) / "bench.db"
         n = asyncio.run(fill_store(db, names))
         log.info("store: %d candles of %d symbols", n, len(names))
-        cache_dir = None if opts.no_disk else Path(tmp) / "cache"
+        cache_dir = Path(tmp) / "cache" if opts.shared_dir else None
         proc, conn, port = start(serve_pricestream, db, cache_dir, opts.workers)
         try:
             log.info("pricestream render role on port %d: warming up", port)
@@ -527,7 +531,8 @@ def main() -> None:
         f"{platform.python_implementation()} {platform.python_version()}, aiohttp "
         f"{version('aiohttp')}, numpy {version('numpy')}, matplotlib {version('matplotlib')}), "
         f"{opts.workers} render workers, {conns} connections, shared cache directory "
-        f"{'off' if opts.no_disk else 'on (ranges 1w and longer)'}; load average at the end "
+        f"{'on (PNG and snapshots of 1w and longer)' if opts.shared_dir else 'off'}; load "
+        "average at the end "
         f"{os.getloadavg()[0]:.2f} (a shared machine).",
         "",
         "| what | ok | s | per second | p50 ms | p99 ms | refused/failed | CPU ms per "

@@ -143,7 +143,9 @@ class Render:
     retry_after_s: int = 1
     memory_bytes: int = 256 * 1024 * 1024
     data_bytes: int = 128 * 1024 * 1024  # candle arrays kept for rendering, per process
-    cache_dir: str = ""  # "" is <data_dir>/render-cache; "none" keeps no files
+    #: "none" keeps no files (one render node gains nothing from them: see README); "" is
+    #: <data_dir>/render-cache; else the directory several render nodes share
+    cache_dir: str = "none"
     disk_max_age_s: int = 86_400
     disk_min_fresh_ms: int = 30_000
     disk_formats: str = "png,snapshots"  # of png, svg, json (charts) and snapshots

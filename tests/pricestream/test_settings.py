@@ -109,7 +109,11 @@ def test_render_settings_become_the_pool_configuration(tmp_path: Path) -> None:
     config = render_config(s)
     assert config is not None
     assert config.chart_workers == 3
-    assert config.cache_dir == tmp_path / "render-cache"
+    assert config.cache_dir is None  # by default: no shared directory
+    shared = render_config(Settings.load(None, {"PRICESTREAM_RENDER_CACHE_DIR": ""},
+                                         {"storage": {"data_dir": str(tmp_path)}}))  # fmt: skip
+    assert shared is not None
+    assert shared.cache_dir == tmp_path / "render-cache"
     assert config.pregenerate == ("XAU-USD.png", "snapshots/XAG-USD.csv?range=1w")
     off = Settings.load(None, {}, {"render": {"enabled": False}})
     assert render_config(off) is None
