@@ -60,6 +60,7 @@ import uvloop
 
 from bench.pipeline import TickSource, _pct, machine, pace, say
 from stream.contract import Tick, tick_public
+from tests.web.raw_ws import client_frame
 
 DELIVERED_MIN = 0.99  # share of the due messages that must arrive within the grace
 LAG_BOUND_MS = 100.0  # p99 latency of the window's last quarter must stay under this
@@ -349,14 +350,8 @@ class RawClient(asyncio.Protocol):
             self.subscribed.set_exception(ConnectionError(f"closed before subscribing: {exc}"))
 
     def send(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        n = len(payload)
-        head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else bytes([0x80 | opcode, 0xFE])
-        if n >= 126:
-            head += n.to_bytes(2, "big")
-        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         assert self.transport is not None
-        self.transport.write(head + mask + body)
+        self.transport.write(client_frame(opcode, payload))
 
     def data_received(self, data: bytes) -> None:
         now_ms = time.time_ns() / 1e6

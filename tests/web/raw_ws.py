@@ -17,6 +17,16 @@ TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One final frame, masked as a client must mask it (payloads under 64 KiB)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else bytes([0x80 | opcode, 0xFE])
+    if n >= 126:
+        head += n.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 class RawWebSocket:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -41,14 +51,7 @@ class RawWebSocket:
         return cls(reader, writer)
 
     def send(self, opcode: int, payload: bytes) -> None:
-        """One final frame, masked as a client must mask it (payloads under 64 KiB)."""
-        mask = os.urandom(4)
-        n = len(payload)
-        head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else bytes([0x80 | opcode, 0xFE])
-        if n >= 126:
-            head += n.to_bytes(2, "big")
-        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(head + mask + body)
+        self.writer.write(client_frame(opcode, payload))
 
     def send_json(self, message: object) -> None:
         self.send(TEXT, orjson.dumps(message))
