@@ -43,10 +43,11 @@ import statistics
 import tempfile
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from multiprocessing.connection import Connection
+from typing import Any
 
 import msgspec
 import orjson
@@ -911,36 +912,42 @@ async def measure_latency(
     )
 
 
-async def latency_embedded(opts: Options, tmp: Path) -> LatencyResult:
-    say("part 2a: the embedded service (run_embedded, simulator off)")
+@contextlib.asynccontextmanager
+async def embedded(
+    data_dir: Path, *, start_s: float, **sections: dict[str, object]
+) -> AsyncIterator[Running]:
+    """The embedded service on 127.0.0.1 and a free port with the simulator off (the benchmark
+    feeds its bus), ``sections`` overriding settings; stopped cleanly on exit."""
     settings = Settings.load(
         None,
         {},
         {
             "server": {"host": "127.0.0.1", "port": 0},
-            "storage": {"data_dir": str(tmp / "embedded")},
+            "storage": {"data_dir": str(data_dir)},
             "simulator": {"enabled": False},
+            **sections,
         },
     )
     stop = asyncio.Event()
-    started: list[Running] = []
-    ready = asyncio.Event()
-
-    def on_ready(running: Running) -> None:
-        started.append(running)
-        ready.set()
-
-    service = asyncio.create_task(run_embedded(settings, stop=stop, on_ready=on_ready))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait((service, waiter), timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if service.done():
-        await service  # raises what stopped it
-    if not started:
+    ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+    service = asyncio.create_task(run_embedded(settings, stop=stop, on_ready=ready.set_result))
+    waiting: list[asyncio.Future[Any]] = [service, ready]
+    await asyncio.wait(waiting, timeout=start_s, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
         stop.set()
-        raise TimeoutError("the embedded service did not start in 30 s")
-    running = started[0]
+        if service.done():
+            await service  # raises what stopped it
+        raise TimeoutError(f"the embedded service did not start in {start_s:g} s")
     try:
+        yield ready.result()
+    finally:
+        stop.set()
+        await asyncio.wait_for(service, 30)
+
+
+async def latency_embedded(opts: Options, tmp: Path) -> LatencyResult:
+    say("part 2a: the embedded service (run_embedded, simulator off)")
+    async with embedded(tmp / "embedded", start_s=30) as running:
         publisher = Publisher(await running.bus.producer())
         source = TickSource()
         now_ms = time.time_ns() // 1_000_000
@@ -958,9 +965,6 @@ async def latency_embedded(opts: Options, tmp: Path) -> LatencyResult:
             f"worker: {stats.ticks_in:,} ticks in {stats.batches:,} batches, "
             f"{stats.store_writes} store writes of {mean_write:.1f} ms mean"
         )
-    finally:
-        stop.set()
-        await service
     return result
 
 

@@ -58,7 +58,7 @@ from typing import cast
 import orjson
 import uvloop
 
-from bench.pipeline import TickSource, _pct, machine, pace, say
+from bench.pipeline import TickSource, _pct, embedded, machine, pace, say
 from stream.contract import Tick, tick_public
 from tests.web.raw_ws import client_frame
 
@@ -234,43 +234,11 @@ async def _server(conn: Connection, kind: str, tmp: Path) -> None:
 @contextlib.asynccontextmanager
 async def _embedded(tmp: Path):  # type: ignore[no-untyped-def]
     from ingest.collector import Publisher
-    from pricestream.embedded import Running, run_embedded
-    from pricestream.settings import Settings
 
-    settings = Settings.load(
-        None,
-        {},
-        {
-            "server": {"host": "127.0.0.1", "port": 0},
-            "storage": {"data_dir": str(tmp / "embedded")},
-            "simulator": {"enabled": False},
-            # every client comes from 127.0.0.1: a per-address limit would refuse most of them
-            "http": {"rate_limit_per_s": 0},
-        },
-    )
-    stop = asyncio.Event()
-    started: list[Running] = []
-    ready = asyncio.Event()
-
-    def on_ready(running: Running) -> None:
-        started.append(running)
-        ready.set()
-
-    service = asyncio.create_task(run_embedded(settings, stop=stop, on_ready=on_ready))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait((service, waiter), timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if service.done():
-        await service
-    if not started:
-        stop.set()
-        raise TimeoutError("the embedded service did not start in 60 s")
-    try:
-        publisher = Publisher(await started[0].bus.producer())
-        yield started[0].port, publisher.publish
-    finally:
-        stop.set()
-        await asyncio.wait_for(service, 30)
+    # every client comes from 127.0.0.1: a per-address limit would refuse most of them
+    async with embedded(tmp / "embedded", start_s=60, http={"rate_limit_per_s": 0}) as running:
+        publisher = Publisher(await running.bus.producer())
+        yield running.port, publisher.publish
 
 
 @contextlib.asynccontextmanager
