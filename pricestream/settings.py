@@ -131,26 +131,30 @@ class Simulator:
     interval_ms: int = 20
 
 
+_RENDER = RenderConfig()  # the render pool's defaults
+
+
 @dataclass(frozen=True, slots=True)
 class Render:
     enabled: bool = True
-    chart_workers: int = 2
-    text_workers: int = 1
-    chart_queue: int = 512
-    text_queue: int = 256
-    max_batch: int = 16
-    timeout_ms: int = 10_000
-    retry_after_s: int = 1
-    memory_bytes: int = 256 * 1024 * 1024
-    data_bytes: int = 128 * 1024 * 1024  # candle arrays kept for rendering, per process
+    # The pool's own defaults, from RenderConfig; the strings below become its other fields.
+    chart_workers: int = _RENDER.chart_workers
+    text_workers: int = _RENDER.text_workers
+    chart_queue: int = _RENDER.chart_queue
+    text_queue: int = _RENDER.text_queue
+    max_batch: int = _RENDER.max_batch
+    timeout_ms: int = _RENDER.timeout_ms
+    retry_after_s: int = _RENDER.retry_after_s
+    memory_bytes: int = _RENDER.memory_bytes
+    data_bytes: int = _RENDER.data_bytes  # candle arrays kept for rendering, per process
     #: "none" keeps no files (one render node gains nothing from them: see README); "" is
     #: <data_dir>/render-cache; else the directory several render nodes share
     cache_dir: str = "none"
-    disk_max_age_s: int = 86_400
-    disk_min_fresh_ms: int = 30_000
-    disk_formats: str = "png,snapshots"  # of png, svg, json (charts) and snapshots
+    disk_max_age_s: int = _RENDER.disk_max_age_s
+    disk_min_fresh_ms: int = _RENDER.disk_min_fresh_ms
+    disk_formats: str = ",".join(_RENDER.disk_formats)  # of png, svg, json and snapshots
     pregenerate: str = ""  # comma-separated: "XAU-USD.png?range=1d, snapshots/XAU-USD.csv"
-    pregenerate_interval_ms: int = 1_000
+    pregenerate_interval_ms: int = _RENDER.pregenerate_interval_ms
 
     def checks(self) -> list[tuple[str, bool, str]]:
         return [
@@ -471,23 +475,11 @@ def render_config(settings: Settings) -> RenderConfig | None:
         cache_dir = None
     else:
         cache_dir = Path(r.cache_dir) if r.cache_dir else settings.storage.data_dir / "render-cache"
-    return RenderConfig(
-        chart_workers=r.chart_workers,
-        text_workers=r.text_workers,
-        chart_queue=r.chart_queue,
-        text_queue=r.text_queue,
-        max_batch=r.max_batch,
-        timeout_ms=r.timeout_ms,
-        retry_after_s=r.retry_after_s,
-        memory_bytes=r.memory_bytes,
-        data_bytes=r.data_bytes,
-        cache_dir=cache_dir,
-        disk_max_age_s=r.disk_max_age_s,
-        disk_min_fresh_ms=r.disk_min_fresh_ms,
-        disk_formats=r.disk_format_names,
-        pregenerate=r.pregenerate_paths,
-        pregenerate_interval_ms=r.pregenerate_interval_ms,
-    )
+    fields = dataclasses.asdict(r)
+    for name in ("enabled", "cache_dir", "disk_formats", "pregenerate"):
+        del fields[name]
+    return RenderConfig(**fields, cache_dir=cache_dir, disk_formats=r.disk_format_names,
+                        pregenerate=r.pregenerate_paths)  # fmt: skip
 
 
 _UNITS = {"ms": 1, "s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
