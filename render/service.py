@@ -100,6 +100,15 @@ class Rendered:
     max_age_s: int
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """What a request is answered from: the symbol's state, the cache key and the ETag."""
+
+    state: SymbolState
+    key: str
+    etag: str
+
+
 @dataclass
 class RendererStats:
     hits: int = 0
@@ -235,22 +244,26 @@ class Renderer:
 
     # -- the request path --------------------------------------------------------------------
 
-    async def prepare(self, spec: Spec) -> tuple[str, Rendered | None]:
-        """The ETag of ``spec`` at the current data version, and the cached answer if any."""
+    async def prepare(self, spec: Spec) -> tuple[Version, Rendered | None]:
+        """The data version ``spec`` is answered at (with its ETag), and the cached answer if
+        any."""
         state = await self._state(spec.symbol, FRESH_MS[spec.range])
         key = f"{spec.key}@{state.watermark_ms}"
-        etag = _etag(key)
+        version = Version(state, key, _etag(key))
         body = self.cache.get(key)
         if body is None:
-            return etag, None
+            return version, None
         self.stats.hits += 1
-        return etag, self._answer(spec, body, etag)
+        return version, self._answer(spec, body, version.etag)
 
-    async def render(self, spec: Spec) -> Rendered:
-        """The answer for ``spec``, from the cache or rendered (once for concurrent twins)."""
-        state = await self._state(spec.symbol, FRESH_MS[spec.range])
-        key = f"{spec.key}@{state.watermark_ms}"
-        etag = _etag(key)
+    async def render(self, spec: Spec, version: Version | None = None) -> Rendered:
+        """The answer for ``spec`` at ``version`` (from ``prepare``; the current one if not
+        given), from the cache or rendered (once for concurrent twins)."""
+        if version is None:
+            version, cached = await self.prepare(spec)
+            if cached is not None:
+                return cached
+        state, key, etag = version.state, version.key, version.etag
         body = self.cache.get(key)
         if body is not None:
             self.stats.hits += 1

@@ -69,11 +69,12 @@ def _spec(request: web.Request, parse: Parser) -> Spec:
 async def _serve(request: web.Request, spec: Spec) -> web.Response:
     renderer = request.app[RENDERER]
     try:
-        etag, cached = await renderer.prepare(spec)
-        if etag in request.headers.get("If-None-Match", ""):
+        version, cached = await renderer.prepare(spec)
+        if version.etag in request.headers.get("If-None-Match", ""):
             max_age = f"public, max-age={FRESH_MS[spec.range] // 1000}"
-            return web.Response(status=304, headers={"ETag": etag, "Cache-Control": max_age})
-        rendered = cached or await renderer.render(spec)
+            headers = {"ETag": version.etag, "Cache-Control": max_age}
+            return web.Response(status=304, headers=headers)
+        rendered = cached or await renderer.render(spec, version)
     except NoData as exc:
         raise web.HTTPNotFound(text=str(exc)) from exc
     except Busy as exc:
