@@ -573,21 +573,26 @@ def _runs(gaps: npt.NDArray[np.bool_], n: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-#: The integers 0..99,999 as six-byte, right-aligned ASCII rows: a whole coordinate array is
-#: formatted with one ``take``, ten times faster than %-formatting. The leading spaces are the
-#: separators SVG path data needs (extra white space is allowed there).
-_NUMBERS = np.array([b"%6d" % i for i in range(100_000)], dtype="S6").view(np.uint8).reshape(-1, 6)
+@functools.cache
+def digit_table() -> npt.NDArray[np.uint8]:
+    """The integers 0..99,999 as six-byte, right-aligned ASCII rows: a whole coordinate array
+    is formatted with one ``take``, ten times faster than %-formatting. The leading spaces are
+    the separators SVG path data needs (extra white space is allowed there). Built on first use
+    (17 ms): the web process imports this module but never draws."""
+    table = np.array([b"%6d" % i for i in range(100_000)], dtype="S6")
+    return table.view(np.uint8).reshape(-1, 6)
 
 
 def _tenths(values: Floats) -> npt.NDArray[np.uint8]:
     """Coordinates in tenths of a pixel as rows of ASCII digits after a space (five bytes each
     below 10,000, else six). Series paths sit in a ``scale(.1)`` group, so their numbers are
     integers; anything off the canvas is clipped to it."""
+    table = digit_table()
     tenths = np.rint(values * 10)
     np.maximum(tenths, 0, out=tenths)
-    np.minimum(tenths, len(_NUMBERS) - 1, out=tenths)
-    tenths = tenths.astype(np.int64)
-    return _NUMBERS[tenths, 1:] if len(tenths) and tenths.max() < 10_000 else _NUMBERS[tenths]
+    np.minimum(tenths, len(table) - 1, out=tenths)
+    index = tenths.astype(np.int64)
+    return table[index, 1:] if len(index) and index.max() < 10_000 else table[index]
 
 
 def _ascii(rows: npt.NDArray[np.uint8]) -> str:

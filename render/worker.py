@@ -18,7 +18,7 @@ import socket
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from render.charts import render_chart
+from render.charts import digit_table, render_chart
 from render.raster import font
 from render.snapshots import render_snapshot
 from render.spec import ChartSpec, SnapshotSpec
@@ -71,7 +71,7 @@ def serve_socket(sock: socket.socket, cache_dir: Path | None) -> None:
 
 def serve(conn: Connection, cache_dir: Path | None) -> None:
     """The worker's main loop: until the pipe closes."""
-    font(11), font(13)  # rasterise the glyphs before saying ready
+    font(11), font(13), digit_table()  # rasterise the glyphs, build tables before "ready"
     conn.send_bytes(READY)
     data: dict[object, object] = {}
     while True:
