@@ -4,16 +4,25 @@ Rules (``rule``):
 
 - ``median`` (default): the median of the mids of the vendors whose quote of the symbol is
   fresh, with the median of their spreads around it (so bid <= ask always holds). With two
-  fresh vendors that is their mean; with one, its quote.
+  fresh vendors that is their mean.
 - ``primary``: the quote of the first fresh vendor in ``priority`` (vendors not listed follow
   in name order): a primary vendor with failover, and back to it once it is fresh again.
 
-A vendor's quote of a symbol is fresh while its last sign of life is at most its
-``stale_after_ms`` old: a tick of the symbol (or a duplicate of it), or a vendor-wide heartbeat
-or ``304 Not Modified`` (``touch``). A stale vendor stops counting and counts again with its
-next quote. A composite tick is made only when a vendor tick changes the composite bid or ask;
-its time is the newest vendor time seen for the symbol (never going back), its receipt time is
-``now_ms``, and its ``seq`` rises by one per symbol.
+With one vendor counting, the composite is that vendor's bid, ask and price unchanged.
+
+Staleness is judged on the vendors' own receipt times, never on the clock at publishing time:
+``update(tick, now_ms)`` is given the vendor tick's ``recv_ms`` as ``now_ms``. A vendor's quote of
+a symbol is fresh while its last sign of life is at most its ``stale_after_ms`` older than that:
+a tick of the symbol (or a duplicate of it), or a vendor-wide heartbeat or ``304 Not Modified``
+(``touch``). So the vendor of the tick being taken always counts, and a batch that waits (a paced
+replay, a broker outage) loses nothing: only a vendor silent for longer than its limit, while
+others go on quoting, stops counting, and counts again with its next quote.
+
+One vendor tick in, at most one composite tick out: under ``median`` every accepted vendor tick
+makes one (its vendor is always fresh), under ``primary`` every tick of the vendor in charge at
+that moment; a standby vendor's ticks make none while the primary is fresh (they stay on
+``vendor-ticks``). A composite tick's time is the newest vendor time seen for the symbol (never
+going back), its receipt time is the vendor tick's, and its ``seq`` rises by one per symbol.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ RULES = ("median", "primary")
 class _Quote:
     bid: float
     ask: float
+    price: float
     seen_ms: int
 
 
@@ -53,11 +63,13 @@ class Composite:
         self.default_stale_ms = default_stale_ms
         self._quotes: dict[str, dict[str, _Quote]] = {}  # symbol -> vendor -> quote
         self._alive: dict[str, int] = {}  # vendor -> last vendor-wide sign of life
-        self._out: dict[str, tuple[float, float, int, int]] = {}  # symbol -> bid, ask, ts, seq
+        self._out: dict[str, tuple[int, int]] = {}  # symbol -> (ts_ms, seq) of the last tick
+        #: vendor ticks that made no composite tick (a standby vendor under ``primary``)
+        self.standby = 0
 
     def touch(self, vendor: str, now_ms: int) -> None:
         """A vendor-wide sign of life (heartbeat, 304): its quotes stay fresh."""
-        self._alive[vendor] = now_ms
+        self._alive[vendor] = max(now_ms, self._alive.get(vendor, 0))
 
     def seen(self, tick: Tick) -> None:
         """A duplicate of the vendor's last quote: nothing changed, but the quote is fresh."""
@@ -77,26 +89,28 @@ class Composite:
         return sorted(out, key=lambda v: (rank.get(v, len(rank)), v))
 
     def update(self, tick: Tick, now_ms: int) -> Tick | None:
-        """Take a vendor's accepted tick; the new composite tick, or None if it did not change."""
+        """Take a vendor's accepted tick received at ``now_ms`` (its ``recv_ms``); the composite
+        tick it makes, or None for a standby vendor's tick under ``primary``."""
         per_vendor = self._quotes.get(tick.symbol)
         if per_vendor is None:
             per_vendor = self._quotes[tick.symbol] = {}
-        per_vendor[tick.vendor] = _Quote(tick.bid, tick.ask, tick.recv_ms)
+        seen = max(now_ms, tick.recv_ms)
+        per_vendor[tick.vendor] = _Quote(tick.bid, tick.ask, tick.price, seen)
         vendors = self.fresh(tick.symbol, now_ms)
-        if not vendors:
-            return None
         if self.rule == "primary":
+            if vendors[0] != tick.vendor:
+                self.standby += 1
+                return None
+            vendors = vendors[:1]
+        if len(vendors) == 1:
             q = per_vendor[vendors[0]]
-            bid, ask = q.bid, q.ask
+            bid, ask, price = q.bid, q.ask, q.price
         else:
             quotes = [per_vendor[v] for v in vendors]
             mid = statistics.median([(q.bid + q.ask) / 2 for q in quotes])
             half = statistics.median([q.ask - q.bid for q in quotes]) / 2
-            bid, ask = mid - half, mid + half
+            bid, ask, price = mid - half, mid + half, mid
         last = self._out.get(tick.symbol)
-        if last is not None and (last[0], last[1]) == (bid, ask):
-            return None
-        ts = tick.ts_ms if last is None else max(last[2], tick.ts_ms)
-        seq = 1 if last is None else last[3] + 1
-        self._out[tick.symbol] = (bid, ask, ts, seq)
-        return Tick(tick.symbol, self.vendor, bid, ask, (bid + ask) / 2, ts, now_ms, None, seq)
+        ts, seq = (tick.ts_ms, 1) if last is None else (max(last[0], tick.ts_ms), last[1] + 1)
+        self._out[tick.symbol] = (ts, seq)
+        return Tick(tick.symbol, self.vendor, bid, ask, price, ts, now_ms, None, seq)

@@ -59,7 +59,8 @@ def test_primary_with_failover_and_back() -> None:
     main = c.update(q("main", 1.0, 1.0, T0 + 1), T0 + 1)
     assert main is not None
     assert main.price == 1.0
-    assert c.update(q("backup", 2.1, 2.1, T0 + 100), T0 + 100) is None  # main rules, no change
+    assert c.update(q("backup", 2.1, 2.1, T0 + 100), T0 + 100) is None  # main rules: standby
+    assert c.standby == 1
     failover = c.update(q("backup", 2.2, 2.2, T0 + 600), T0 + 600)  # main silent past 500 ms
     assert failover is not None
     assert failover.price == 2.2
@@ -82,3 +83,28 @@ def test_composite_time_never_goes_back_and_symbols_are_separate() -> None:
 def test_an_unknown_rule_is_refused() -> None:
     with pytest.raises(ValueError, match="median, primary"):
         Composite(rule="mean")
+
+
+def test_every_vendor_tick_makes_one_composite_tick_even_when_the_price_is_unchanged() -> None:
+    c = Composite()
+    made = [c.update(q("a", 99.0, 101.0, T0 + i), T0 + i) for i in range(5)]
+    assert [t.seq for t in made if t is not None] == [1, 2, 3, 4, 5]
+    assert {t.price for t in made if t is not None} == {100.0}
+
+
+def test_one_vendor_passes_through_exactly_its_bid_ask_and_price() -> None:
+    c = Composite()
+    tick = Tick("XAG-USD", "a", 50.123, 50.153, 50.1411, T0, T0 + 2, None, 7)
+    out = c.update(tick, tick.recv_ms)
+    assert out == Tick("XAG-USD", "composite", 50.123, 50.153, 50.1411, T0, T0 + 2, None, 1)
+
+
+def test_a_vendor_silent_while_another_quotes_stops_counting_by_their_receipt_times() -> None:
+    c = Composite(default_stale_ms=1_000)
+    c.update(q("a", 100.0, 100.0, T0), T0)
+    both = c.update(q("b", 102.0, 102.0, T0 + 500), T0 + 500)
+    assert both is not None
+    assert both.price == 101.0
+    alone = c.update(q("b", 102.0, 102.0, T0 + 1_600), T0 + 1_600)  # "a" silent 1.6 s
+    assert alone is not None
+    assert alone.price == 102.0
