@@ -2,6 +2,8 @@
 
 With ``speed`` 0 the file is published as fast as the bus takes it, in batches of ``batch``
 lines; with ``speed`` 1 at the pace of the ticks' own times, 10 ten times faster, and so on.
+A paced tick's receipt time is when it is released, so the composite judges staleness as it
+would for a live feed, however long a batch takes to pace out.
 Every line goes through the feed like a vendor message, so a bad line is dead-lettered with its
 reason and bytes. ``progress(done_bytes, total_bytes)`` is called after each batch (the command
 line draws a progress bar with it).
@@ -14,6 +16,8 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import msgspec
 
 from ingest.collector import Feed
 from ingest.vendors.base import ParseFn
@@ -92,7 +96,11 @@ class ReplayCollector:
     async def _pace(
         self, good: list[Tick], letters: list[DeadLetter], first_ts: int, started: float
     ) -> None:
-        send = self.feed.publisher.send
+        """Send ``good`` at the pace of their own times, each stamped as received when it is
+        released, as a live feed's would be: a batch that takes minutes to pace out is
+        minutes of receipts, not one."""
+        feed = self.feed
+        send = feed.publisher.send
         if letters:
             await send([], letters)
         i = 0
@@ -105,7 +113,9 @@ class ReplayCollector:
             now = time.monotonic()
             while j < len(good) and started + (good[j].ts_ms - first_ts) / 1000 / self.speed <= now:
                 j += 1
-            await send(good[i:j])
+            recv_ms = feed.clock_ms()
+            feed.stats.last_message_ms = recv_ms
+            await send([msgspec.structs.replace(t, recv_ms=recv_ms) for t in good[i:j]])
             i = j
 
 

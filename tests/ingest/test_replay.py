@@ -96,3 +96,26 @@ async def test_the_composite_goes_on_ticks_and_vendor_ticks_beside_it() -> None:
     )
     assert status.messages >= 2
     assert status.last_message_ms is not None
+
+
+async def test_a_paced_replay_whose_batch_outlasts_the_staleness_limit_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Speed 1, the composite on, one batch of 80 lines taking 4 s to pace out against a
+    staleness limit of 100 ms: every line makes its composite tick, stamped as it is released."""
+    path = tmp_path / "ticks.jsonl"
+    t0 = now_ms() - 3_600_000
+    rows = [{"symbol": "XAU-USD", "ts_ms": t0 + i * 50, "bid": 4000.0 + i, "ask": 4000.5 + i}
+            for i in range(80)]  # fmt: skip
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    table = {"name": "rp", "kind": "replay", "path": str(path), "speed": 1.0,
+             "stale_after_ms": 100}  # fmt: skip
+    async with collecting([table], composite=CompositeConfig()) as h:
+        await eventually(lambda: h.ingest.replays[0].done.is_set(), timeout_s=30)
+        await eventually(lambda: len(h.ticks) == 80, timeout_s=5)
+    assert [t.bid for t in h.ticks] == [r["bid"] for r in rows]
+    assert [t.ts_ms for t in h.ticks] == [r["ts_ms"] for r in rows]
+    receipts = [t.recv_ms for t in h.ticks]
+    assert receipts == sorted(receipts)
+    assert receipts[-1] - receipts[0] >= 3_000  # released over the file's own 4 s, not at once
+    assert not h.letters
