@@ -432,6 +432,9 @@ class _NullConsumer:
     def lag(self) -> int | None:
         return None
 
+    def end(self, partition: int) -> int | None:
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -948,23 +951,24 @@ async def embedded(
 async def latency_embedded(opts: Options, tmp: Path) -> LatencyResult:
     say("part 2a: the embedded service (run_embedded, simulator off)")
     async with embedded(tmp / "embedded", start_s=30) as running:
-        publisher = Publisher(await running.bus.producer())
-        source = TickSource()
-        now_ms = time.time_ns() // 1_000_000
-        await publisher.publish([source.next(now_ms) for _ in range(64)])  # every metal known
-        await asyncio.sleep(0.5)
-        url = f"ws://127.0.0.1:{running.port}/ws"
-        result = await measure_latency(
-            "embedded Pricestream (run_embedded)", url, opts=opts, source=source,
-            sink=publisher.publish,
-        )  # fmt: skip
-        assert running.worker is not None
-        stats = running.worker.stats
-        mean_write = stats.store_write_ms_total / max(stats.store_writes, 1)
-        result.notes.append(
-            f"worker: {stats.ticks_in:,} ticks in {stats.batches:,} batches, "
-            f"{stats.store_writes} store writes of {mean_write:.1f} ms mean"
-        )
+        producer = await running.bus.producer()
+        async with Publisher(producer).running() as publisher:
+            source = TickSource()
+            now_ms = time.time_ns() // 1_000_000
+            await publisher.publish([source.next(now_ms) for _ in range(64)])  # every metal known
+            await asyncio.sleep(0.5)
+            url = f"ws://127.0.0.1:{running.port}/ws"
+            result = await measure_latency(
+                "embedded Pricestream (run_embedded)", url, opts=opts, source=source,
+                sink=publisher.publish,
+            )  # fmt: skip
+            assert running.worker is not None
+            stats = running.worker.stats
+            mean_write = stats.store_write_ms_total / max(stats.store_writes, 1)
+            result.notes.append(
+                f"worker: {stats.ticks_in:,} ticks in {stats.batches:,} batches, "
+                f"{stats.store_writes} store writes of {mean_write:.1f} ms mean"
+            )
     return result
 
 

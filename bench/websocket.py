@@ -237,8 +237,8 @@ async def _embedded(tmp: Path):  # type: ignore[no-untyped-def]
 
     # every client comes from 127.0.0.1: a per-address limit would refuse most of them
     async with embedded(tmp / "embedded", start_s=60, http={"rate_limit_per_s": 0}) as running:
-        publisher = Publisher(await running.bus.producer())
-        yield running.port, publisher.publish
+        async with Publisher(await running.bus.producer()).running() as publisher:
+            yield running.port, publisher.publish
 
 
 @contextlib.asynccontextmanager

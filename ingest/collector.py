@@ -6,7 +6,8 @@
   the vendor and the raw message bytes, and is counted by reason: nothing is dropped silently.
 - ``Publisher`` sends accepted ticks keyed by symbol. With a ``Composite`` it sends vendor ticks
   to ``vendor-ticks`` and the composite ticks to ``ticks`` (which the candles are made of);
-  without one, vendor ticks go to ``ticks``.
+  without one, vendor ticks go to ``ticks``. Everything goes through one ``stream.sender``
+  buffer: in order, held while the bus is away, never dropped.
 - ``Backoff`` is jittered exponential backoff for reconnects; ``report_status`` publishes each
   feed's ``VendorStatus`` on ``vendors`` every second, for ``GET /api/v1/vendors``.
 """
@@ -14,10 +15,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.composite import Composite
@@ -39,6 +41,7 @@ from stream.contract import (
     encode_tick,
     encode_vendor_status,
 )
+from stream.sender import Item, Sender
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,13 @@ class VendorStats:
 
 
 class Publisher:
-    """Sends ticks to the bus (key = symbol) and letters to the dead-letter, one batch a call."""
+    """Accepted ticks to the bus (key = symbol) and letters to the dead-letter, through a
+    ``Sender``: in order, buffered while the bus is away, never dropped.
+
+    ``send`` composes and queues a batch and returns at once (it waits only while the buffer is
+    full); ``run`` delivers what is queued and must be running; ``drain`` waits until all of it
+    is on the bus.
+    """
 
     def __init__(
         self,
@@ -76,12 +85,31 @@ class Publisher:
         *,
         clock_ms: Callable[[], int] = now_ms,
         composite: Composite | None = None,
+        max_queued: int = 500_000,
     ) -> None:
         self.producer = producer
         self.clock_ms = clock_ms
         self.composite = composite
+        self.sender = Sender(producer, max_queued=max_queued)
         self.stats: dict[str, VendorStats] = {}
         self._vendor_topic = VENDOR_TICKS if composite is not None else TICKS
+
+    async def run(self) -> None:
+        await self.sender.run()
+
+    async def drain(self) -> None:
+        await self.sender.drain()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Publisher]:
+        """``run`` in a task for the block; on leaving, ``drain`` and stop it."""
+        task = asyncio.create_task(self.run(), name="publisher")
+        try:
+            yield self
+            await self.drain()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def publish(self, ticks: Sequence[Tick]) -> None:
         """Check ``ticks`` one by one (``problem``) and send them, counted per vendor."""
@@ -103,23 +131,21 @@ class Publisher:
         await self.send(good, letters)
 
     async def send(self, ticks: Sequence[Tick], letters: Sequence[DeadLetter] = ()) -> None:
-        """Send accepted vendor ticks (and the composite ticks they make) and dead letters."""
-        if ticks:
-            await self.producer.send_many(
-                self._vendor_topic, [(t.symbol.encode(), encode_tick(t)) for t in ticks]
-            )
-            if self.composite is not None:
-                now = self.clock_ms()
-                update = self.composite.update
-                made = [c for c in (update(t, now) for t in ticks) if c is not None]
-                if made:
-                    await self.producer.send_many(
-                        TICKS, [(t.symbol.encode(), encode_tick(t)) for t in made]
-                    )
-        if letters:
-            await self.producer.send_many(
-                DEADLETTER, [(None, encode_deadletter(d)) for d in letters]
-            )
+        """Queue accepted vendor ticks, the composite ticks they make, and dead letters.
+
+        The composite judges staleness on each tick's own receipt time, so however long a
+        batch waits to be sent, it makes the same composite ticks.
+        """
+        topic = self._vendor_topic
+        items: list[Item] = [(topic, t.symbol.encode(), encode_tick(t)) for t in ticks]
+        if self.composite is not None:
+            update = self.composite.update
+            for t in ticks:
+                made = update(t, t.recv_ms)
+                if made is not None:
+                    items.append((TICKS, made.symbol.encode(), encode_tick(made)))
+        items += [(DEADLETTER, None, encode_deadletter(d)) for d in letters]
+        await self.sender.put(items)
 
 
 class Feed:
@@ -327,16 +353,16 @@ class Backoff:
 
 async def report_status(
     feeds: Sequence[Feed],
-    producer: Producer,
+    publisher: Publisher,
     *,
     interval_ms: int = 1_000,
     clock_ms: Callable[[], int] = now_ms,
 ) -> None:
-    """Publish every feed's ``VendorStatus`` on ``vendors`` every ``interval_ms``, forever."""
+    """Queue every feed's ``VendorStatus`` for ``vendors`` every ``interval_ms``, forever."""
     while True:
         now = clock_ms()
-        items = [(f.name.encode(), encode_vendor_status(f.status(now))) for f in feeds]
-        await producer.send_many(VENDORS, items)
+        items = [(VENDORS, f.name.encode(), encode_vendor_status(f.status(now))) for f in feeds]
+        await publisher.sender.put(items)
         await asyncio.sleep(interval_ms / 1000)
 
 

@@ -35,19 +35,47 @@ class Ingest:
     publisher: Publisher
     status_interval_ms: int = 1_000
     replays: list[ReplayCollector] = field(default_factory=list)
+    drain_timeout_s: float = 30.0
 
     async def run(self) -> None:
-        """Run every collector and the status reporter until cancelled.
+        """Run every collector, the status reporter and the publisher until cancelled.
 
         A collector that ends (a replay reaching the end of its file) leaves the rest running.
+        On cancel the collectors stop first, then the publisher delivers what they queued
+        (for at most ``drain_timeout_s``; what the bus still refuses then is logged as lost).
         """
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(
-                report_status(self.feeds, self.producer, interval_ms=self.status_interval_ms),
-                name="vendor-status",
-            )
-            for feed, run in zip(self.feeds, self.runs, strict=True):
-                tasks.create_task(run(), name=f"collector:{feed.name}")
+        publisher = self.publisher
+        sending = asyncio.create_task(publisher.run(), name="publisher")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(_watch(sending), name="publisher-watch")
+                tasks.create_task(
+                    report_status(self.feeds, publisher, interval_ms=self.status_interval_ms),
+                    name="vendor-status",
+                )
+                for feed, run in zip(self.feeds, self.runs, strict=True):
+                    tasks.create_task(run(), name=f"collector:{feed.name}")
+        finally:
+            await self._drain(sending)
+
+    async def _drain(self, sending: asyncio.Task[None]) -> None:
+        try:
+            if not sending.done():
+                async with asyncio.timeout(self.drain_timeout_s):
+                    await self.publisher.drain()
+        except TimeoutError:
+            log.error(
+                "stopping with %d records the bus did not take in %.0f s: they are lost",
+                self.publisher.sender.stats.queued, self.drain_timeout_s,
+            )  # fmt: skip
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+
+
+async def _watch(sending: asyncio.Task[None]) -> None:
+    """Fail with the publisher if it fails; its cancellation is the owner's to do."""
+    await asyncio.shield(sending)
 
 
 def limits(v: VendorConfig, *, gapless: bool, seq_per_symbol: bool = True) -> Limits:

@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 ROLES = ("ingest", "stream", "web", "render")
 PURGE_EVERY_S = 600
 STATUS_EVERY_S = 60
-PRODUCER_FLUSH_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +103,7 @@ def kafka_options(settings: Settings) -> KafkaOptions:
         linger_ms=b.linger_ms,
         request_timeout_ms=b.request_timeout_ms,
         session_timeout_ms=b.session_timeout_ms,
+        partition_map=dict(b.partition_map),
     )
 
 
@@ -277,7 +277,7 @@ def _start_ingest(
     tasks: asyncio.TaskGroup,
     on_progress: Progress | None,
 ) -> list[asyncio.Task[None]]:
-    started = [tasks.create_task(_flush_every(producer), name="producer-flush")]
+    started: list[asyncio.Task[None]] = []
     vendors = settings.collectors  # the configured vendors, else the simulator if enabled
     if vendors:
         # Imported here: the collectors' libraries (websockets, ...) cost the other roles about
@@ -292,13 +292,6 @@ def _start_ingest(
 def _ready(worker: StreamWorker | None) -> str | None:
     """Why this process is not ready, or None."""
     return None if worker is None else worker.not_ready()
-
-
-async def _flush_every(producer: Producer) -> None:
-    """Surface delivery failures within a second: ``flush`` raises what the bus refused."""
-    while True:
-        await asyncio.sleep(PRODUCER_FLUSH_EVERY_S)
-        await producer.flush()
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

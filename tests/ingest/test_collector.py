@@ -42,7 +42,8 @@ async def test_good_ticks_are_published_keyed_by_symbol_and_bad_ones_dead_letter
     letters_in = await bus.consumer(DEADLETTER, group="d")
     publisher = Publisher(await bus.producer(), clock_ms=lambda: 42)
     bad = tick(bid=11.0)
-    await publisher.publish([tick(), bad, tick(price=10.15)])
+    async with publisher.running():
+        await publisher.publish([tick(), bad, tick(price=10.15)])
     published = await ticks_in.poll(max_records=10, timeout_ms=100)
     assert [decode_tick(r.value).price for r in published] == [10.1, 10.15]
     assert {r.key for r in published} == {b"XAU-USD"}
