@@ -20,8 +20,12 @@ worker that takes them over rebuilds those windows from the store on their first
 
 A crash loses nothing: the bus re-delivers every record after the last commit, and a replayed
 record at or below the position stored with its symbol's state is recognised and skipped, so
-nothing is counted twice. Updates republished by a replay carry the same sequence numbers as
-the first time, since they are derived from the same stored state.
+nothing is counted twice. Tick updates republished by a replay carry the same sequence numbers
+as the first time (they count accepted ticks). Candle updates are numbered per batch, and the
+replay batches differently, so a worker that restores a symbol on a durable bus numbers its
+candle updates past anything its predecessor can have published after the stored state (one
+update per record at most, up to the partition's end): web nodes that saw the old numbers take
+the new updates instead of ignoring them, and clients see a jump, not stale candles.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ T = TypeVar("T")
 #: Upper bounds of the store write latency buckets, in ms (``WorkerStats.store_write_buckets``).
 STORE_WRITE_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000)
 MAX_PENDING = 100_000  # changed candles held while a write is in progress, before waiting
+#: the candle-number jump on restore when the partition's end is not known
+UNKNOWN_AHEAD = 1 << 24
 _ACCEPTED = Outcome.ACCEPTED  # a module global: cheaper than the enum attribute per tick
 
 
@@ -380,21 +386,40 @@ class StreamWorker:
                 continue
             self._partition[symbol] = partition
             state = await self._retrying(f"read of {symbol}", partial(self.store.state, symbol))
-            if state is None:
-                self._seqs[symbol] = {}
-                continue
-            if not self.consumer.durable:
+            if state is not None and not self.consumer.durable:
                 state = SymbolState(
                     symbol, state.latest, state.watermark_ms, -1, state.seqs, state.open
                 )
+            seqs = dict(state.seqs) if state is not None else {}
+            ahead = self._published_ahead(partition, -1 if state is None else state.pos)
+            if ahead:
+                # A worker before this one may have published candle updates past the stored
+                # state, numbered by its own batches; number this worker's after all of them,
+                # so every web node takes its updates. Tick numbers need no jump: they count
+                # accepted ticks, the same however the records are batched.
+                for res in self.windows.resolutions:
+                    seqs[res] = seqs.get(res, 0) + ahead
+            self._seqs[symbol] = seqs
+            if state is None:
+                continue
             self.windows.restore(state)
-            self._seqs[symbol] = dict(state.seqs)
             log.info(
-                "restored %s: watermark %d, %d open candles",
+                "restored %s: watermark %d, %d open candles, candle numbers +%d",
                 symbol,
                 state.watermark_ms,
                 len(state.open),
+                ahead,
             )
+
+    def _published_ahead(self, partition: int, pos: int) -> int:
+        """How many candle updates per channel an earlier owner of ``partition`` may have
+        published after the stored position ``pos``: at most one per record after it."""
+        if not self.consumer.durable:
+            return 0  # nothing outlives this process: no earlier owner's updates exist
+        end = self.consumer.end(partition)
+        if end is None:
+            return UNKNOWN_AHEAD
+        return max(0, end - pos - 1)
 
     def _reject(self, reason: str, detail: str, rec: Record) -> DeadLetter:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1

@@ -130,6 +130,10 @@ class MemoryConsumer:
         """Never needed: one queue is never split, so no poll is ever overtaken by a revoke."""
         return None
 
+    def end(self, partition: int) -> int | None:
+        """The topic's next offset: one queue stands for the whole topic, as partition 0."""
+        return None if self._closed else self._topic.next_offset
+
     def lag(self) -> int | None:
         """Records published since this consumer's queue was made and not polled yet, counting
         those a sender still waits to put in the full queue. The members of a group share one

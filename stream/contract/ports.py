@@ -66,6 +66,11 @@ class Consumer(Protocol):
         """Make later polls read from these offsets again (partitions not held: left alone)."""
         ...
 
+    def end(self, partition: int) -> int | None:
+        """The offset after the last record of ``partition`` that this consumer knows of (the
+        high-water mark of its last fetch); None while unknown. Never awaits."""
+        ...
+
     def lag(self) -> int | None:
         """How far behind the end of its topic this consumer is, in records: the sum over the
         partitions it holds of (end offset - next offset it will read); None while unknown.

@@ -50,6 +50,10 @@ class CrashOnCommit:
         lag: int | None = self.inner.lag()  # type: ignore[attr-defined]
         return lag
 
+    def end(self, partition: int) -> int | None:
+        end: int | None = self.inner.end(partition)  # type: ignore[attr-defined]
+        return end
+
     async def close(self) -> None:
         await self.inner.close()  # type: ignore[attr-defined]
 
