@@ -13,7 +13,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 
 from ingest.config import CompositeConfig, VendorConfig, VendorConfigError, parse_vendors
 from render.service import DISK_FORMATS, RenderConfig
@@ -93,6 +93,12 @@ class Storage:
         return None if self.tick_archive == "off" else parse_duration_ms(self.tick_archive)
 
 
+def _default_partition_map() -> dict[str, int]:
+    # murmur2 puts the four metals on partitions 1, 3, 3 and 3 of six: one stream worker of two
+    # would get them all.
+    return {"XAU-USD": 0, "XAG-USD": 1, "XPT-USD": 2, "XPD-USD": 3}
+
+
 @dataclass(frozen=True, slots=True)
 class Bus:
     kind: str = "memory"  # or "kafka"
@@ -112,6 +118,10 @@ class Bus:
     linger_ms: int = 5
     request_timeout_ms: int = 30_000
     session_timeout_ms: int = 10_000  # how soon the group notices a dead stream worker
+    #: symbol -> partition number (modulo the topic's partitions) on every keyed topic; other
+    #: symbols are placed by murmur2 hash, as the Java client does. A table in TOML; in the
+    #: environment "XAU-USD=0, XAG-USD=1". Given, it replaces the default map as a whole.
+    partition_map: dict[str, int] = field(default_factory=_default_partition_map)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +387,15 @@ class Settings:
                 parse_duration_ms(getattr(self.bus, f"{topic}_retention"))
             except ValueError as exc:
                 raise ConfigError(f"{key}: {exc}") from exc
+        for symbol, number in self.bus.partition_map.items():
+            try:
+                check_symbol(symbol)
+            except ValueError as exc:
+                raise ConfigError(f"bus.partition_map: {exc}") from exc
+            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                raise ConfigError(
+                    f"bus.partition_map.{symbol} must be a partition number >= 0, got {number!r}"
+                )
         checks = [
             ("server.port", 0 <= self.server.port <= 65_535, "must be 0..65535"),
             ("storage.kind", self.storage.kind in ("sqlite", "mongo"), "must be sqlite or mongo"),
@@ -530,6 +549,8 @@ def _build(
 def _coerce(key: str, origin: str, value: object, typ: object) -> object:
     if get_origin(typ) in (Union, types.UnionType):
         typ = next(t for t in get_args(typ) if t is not type(None))
+    if get_origin(typ) is dict:  # bus.partition_map
+        return _int_table(key, origin, value)
     try:
         if typ is bool:
             if isinstance(value, bool):
@@ -564,3 +585,25 @@ def _coerce(key: str, origin: str, value: object, typ: object) -> object:
         name = getattr(typ, "__name__", str(typ))
         raise ConfigError(f"{key} (from {origin}) must be {name}, got {value!r}") from None
     raise ConfigError(f"{key}: unsupported setting type {typ!r}")
+
+
+def _int_table(key: str, origin: str, value: object) -> dict[str, int]:
+    """A TOML table of integers, or the same as text: ``"XAU-USD=0, XAG-USD=1"``."""
+    if isinstance(value, str):
+        items: dict[str, object] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            name, sep, number = item.partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"{key} (from {origin}): {item.strip()!r} is not like XAU-USD=0")
+            items[name.strip()] = number.strip()
+        value = items
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{key} (from {origin}) must be a table like {{ XAU-USD = 0 }}, got {value!r}"
+        )
+    return {
+        str(name): cast(int, _coerce(f"{key}.{name}", origin, number, int))
+        for name, number in value.items()
+    }

@@ -4,8 +4,15 @@
   maps them to configured Kafka names, partition counts and retention, and creates the missing
   ones at ``start``. An existing topic is used as it is (a warning names any difference).
 - One idempotent producer per bus, ``acks=all``. ``send_many`` builds one record batch per
-  partition with the same murmur2 key hashing as the Java client, so a symbol's ticks land on
-  one partition whichever client wrote them.
+  partition. A keyed record goes to the partition ``partition_map`` pins its key (a symbol) to,
+  modulo the topic's partition count, on every topic; any other key is placed with the Java
+  client's murmur2 hashing. An external producer writing ``ticks`` must place records the same
+  way, pinned symbols included, so that a symbol's ticks land on one partition whichever client
+  wrote them. Change a pinned symbol's partition only with the pipeline drained (ingest stopped,
+  the stream workers caught up): otherwise its ticks sit in two partitions, read in no fixed
+  order. Even drained, a stream worker's stored position for a symbol is an offset in the
+  partition it came from: in the new partition, the symbol's ticks at offsets up to that one
+  are taken for replays and skipped.
 - A group consumer commits only what it was told to (``commit`` after the owner's store write)
   and runs the owner's ``on_revoke`` before its partitions move, so the next owner starts from
   flushed state. A group-less consumer reads every partition from the end: fan-out.
@@ -72,11 +79,23 @@ class KafkaOptions:
     request_timeout_ms: int = 30_000
     session_timeout_ms: int = 10_000
     fetch_max_bytes: int = 16 * 1024 * 1024
+    #: symbol -> partition number (taken modulo the topic's partitions); other keys: murmur2
+    partition_map: Mapping[str, int] = field(default_factory=dict)
+
+
+Pins = frozenset[tuple[bytes, int]]  # (key, partition number) pairs: hashable, for the cache
 
 
 @lru_cache(maxsize=65_536)
-def _partition_of(key: bytes, partitions: int) -> int:
-    # The Java client's default partitioner; cached because symbols repeat and murmur2 is Python.
+def _partition_of(key: bytes, partitions: int, pinned: Pins = frozenset()) -> int:
+    """The partition of a keyed record: its pinned number modulo ``partitions``, else murmur2.
+
+    murmur2 as the Java client's default partitioner places keys. Cached because symbols repeat
+    and murmur2 is Python; a frozenset keeps its hash, so the pins cost the cache nothing.
+    """
+    for pinned_key, number in pinned:
+        if pinned_key == key:
+            return number % partitions
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
@@ -97,8 +116,11 @@ class KafkaProducer:
 
     async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
         name = self._bus.name(topic)
+        part = None
+        if key is not None:
+            part = _partition_of(key, await self._partitions_of(name), self._bus.pinned)
         try:
-            self._track(await self._producer.send(name, value, key=key))
+            self._track(await self._producer.send(name, value, key=key, partition=part))
         except KafkaError as exc:
             raise BusError(f"send to {name}: {exc!r}") from exc
 
@@ -114,16 +136,15 @@ class KafkaProducer:
         if not items:
             return
         name = self._bus.name(topic)
-        partitions = self._partitions.get(name)
-        if partitions is None:
-            partitions = self._partitions[name] = await self._count_partitions(name)
+        partitions = await self._partitions_of(name)
+        pinned = self._bus.pinned
         by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
         spread = 0
         for key, value in items:
             if key is None:
                 part, spread = spread % partitions, spread + 1
             else:
-                part = _partition_of(key, partitions)
+                part = _partition_of(key, partitions, pinned)
             group = by_partition.get(part)
             if group is None:
                 by_partition[part] = [(key, value)]
@@ -148,12 +169,15 @@ class KafkaProducer:
         if batch.record_count():
             self._track(await self._producer.send_batch(batch, name, partition=partition))
 
-    async def _count_partitions(self, name: str) -> int:
-        try:
-            found = await self._producer.partitions_for(name)
-        except KafkaError as exc:
-            raise BusError(f"partitions of {name}: {exc!r}") from exc
-        return len(found)
+    async def _partitions_of(self, name: str) -> int:
+        partitions = self._partitions.get(name)
+        if partitions is None:
+            try:
+                found = await self._producer.partitions_for(name)
+            except KafkaError as exc:
+                raise BusError(f"partitions of {name}: {exc!r}") from exc
+            partitions = self._partitions[name] = len(found)
+        return partitions
 
     async def flush(self) -> None:
         deliveries, self._deliveries = self._deliveries, []
@@ -237,6 +261,11 @@ class KafkaConsumer:
             except (TimeoutError, IllegalStateError):
                 continue  # the next poll tries again
 
+    def end(self, partition: int) -> int | None:
+        """The high-water mark the client learnt from its last fetch of ``partition``."""
+        end: int | None = self._consumer.highwater(TopicPartition(self.name, partition))
+        return end
+
     def lag(self) -> int | None:
         """The sum over the held partitions of (high-water mark - next offset to read).
 
@@ -310,6 +339,7 @@ class KafkaBus:
 
     def __init__(self, options: KafkaOptions) -> None:
         self.options = options
+        self.pinned: Pins = frozenset((s.encode(), p) for s, p in options.partition_map.items())
         self._producer: AIOKafkaProducer | None = None
         self._consumers: list[KafkaConsumer] = []
 

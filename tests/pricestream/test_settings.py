@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pricestream.roles import kafka_options
 from pricestream.settings import (
     ConfigError,
     Settings,
@@ -61,8 +62,20 @@ def test_file_then_environment_then_flags_each_override_the_one_before(tmp_path:
         ("", {"PRICESTREAM_BUS_KIND": "redis"}, "bus.kind must be memory or kafka"),
         ("", {"PRICESTREAM_STORAGE_READ_PREFERENCE": "any"}, "storage.read_preference"),
         ("", {"PRICESTREAM_BUS_TICKS_RETENTION": "1w"}, "bus.ticks_retention"),
+        ("[bus.partition_map]\ngold = 0\n", {},
+         "bus.partition_map: symbol 'gold' is not of the form XAU-USD"),
+        ("[bus.partition_map]\nXAU-USD = -1\n", {},
+         "bus.partition_map.XAU-USD must be a partition number >= 0, got -1"),
+        ("[bus.partition_map]\nXAU-USD = 'first'\n", {},
+         "bus.partition_map.XAU-USD (from "),
+        ("[bus.partition_map]\nXAU-USD = 1.5\n", {}, "bus.partition_map.XAU-USD (from "),
+        ("[bus]\npartition_map = 3\n", {}, "bus.partition_map (from "),
+        ("", {"PRICESTREAM_BUS_PARTITION_MAP": "XAU-USD=0, XAG-USD"},
+         "'XAG-USD' is not like XAU-USD=0"),
+        ("", {"PRICESTREAM_BUS_PARTITION_MAP": "XAU-USD=zero"},
+         "bus.partition_map.XAU-USD (from environment variable PRICESTREAM_BUS_PARTITION_MAP)"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_setting_is_refused_naming_it(
     tmp_path: Path, toml: str, environ: dict[str, str], fragment: str
 ) -> None:
@@ -71,6 +84,23 @@ def test_a_bad_setting_is_refused_naming_it(
     with pytest.raises(ConfigError, match=None) as err:
         Settings.load(path, environ)
     assert fragment in str(err.value)
+
+
+def test_the_partition_map_pins_the_metals_unless_a_file_or_the_environment_replaces_it(
+    tmp_path: Path,
+) -> None:
+    metals = {"XAU-USD": 0, "XAG-USD": 1, "XPT-USD": 2, "XPD-USD": 3}
+    default = Settings.load(None, {})
+    assert default.bus.partition_map == metals
+    assert kafka_options(default).partition_map == metals
+    path = tmp_path / "p.toml"
+    path.write_text("[bus.partition_map]\nXAU-USD = 5\nEUR-USD = 7\n")
+    assert Settings.load(path, {}).bus.partition_map == {"XAU-USD": 5, "EUR-USD": 7}
+    env = {"PRICESTREAM_BUS_PARTITION_MAP": " XAG-USD=2, XAU-USD = 4,"}
+    assert Settings.load(path, env).bus.partition_map == {"XAG-USD": 2, "XAU-USD": 4}
+    assert Settings.load(None, {"PRICESTREAM_BUS_PARTITION_MAP": ""}).bus.partition_map == {}
+    off = Settings.load(None, {}, {"bus": {"partition_map": {}}})
+    assert kafka_options(off).partition_map == {}
 
 
 @pytest.mark.parametrize(

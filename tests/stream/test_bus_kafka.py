@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
-from stream.contract import Record
+from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec, _partition_of
+from stream.contract import Record, Tick, decode_tick, encode_tick
 from tests.services.kafka import KafkaBroker
 
+METALS = {"XAU-USD": 0, "XAG-USD": 1, "XPT-USD": 2, "XPD-USD": 3}  # the default [bus] map
 
-def options(broker: KafkaBroker, *, partitions: int = 3) -> KafkaOptions:
+
+def options(
+    broker: KafkaBroker, *, partitions: int = 3, partition_map: Mapping[str, int] | None = None
+) -> KafkaOptions:
     suffix = uuid.uuid4().hex[:8]
     topics = {"t": TopicSpec(f"t-{suffix}", partitions, 3_600_000)}
-    return KafkaOptions(bootstrap=broker.bootstrap, client_id=f"test-{suffix}", topics=topics)
+    return KafkaOptions(bootstrap=broker.bootstrap, client_id=f"test-{suffix}", topics=topics,
+                        partition_map=dict(partition_map or {}))  # fmt: skip
 
 
 @pytest.fixture
@@ -80,6 +85,74 @@ async def test_a_key_stays_on_one_partition_in_order_as_the_java_client_places_i
         expected = DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2])
         assert mine[0].partition == expected
     assert consumer.durable
+
+
+PINS = frozenset((s.encode(), p) for s, p in METALS.items())
+
+
+@pytest.mark.parametrize(
+    ("key", "partitions", "pinned", "expected"),
+    [
+        # Pinned: the map's number modulo the partition count.
+        (b"XAU-USD", 6, PINS, 0),
+        (b"XAG-USD", 6, PINS, 1),
+        (b"XPT-USD", 6, PINS, 2),
+        (b"XPD-USD", 6, PINS, 3),
+        (b"XPD-USD", 3, PINS, 0),
+        (b"XPD-USD", 1, PINS, 0),
+        (b"XAU-USD", 6, frozenset({(b"XAU-USD", 13)}), 1),
+        # Not pinned: murmur2, as the Java client places them; the metals on 1, 3, 3 and 3.
+        (b"XAU-USD", 6, frozenset(), 3),
+        (b"XAG-USD", 6, frozenset(), 1),
+        (b"XPT-USD", 6, frozenset(), 3),
+        (b"XPD-USD", 6, frozenset(), 3),
+        (b"XAU-EUR", 6, PINS, DefaultPartitioner()(b"XAU-EUR", list(range(6)), list(range(6)))),
+        (b"XAU-USD ", 6, PINS, DefaultPartitioner()(b"XAU-USD ", list(range(6)), list(range(6)))),
+    ],
+)
+def test_a_pinned_symbol_goes_to_its_partition_and_any_other_key_where_murmur2_puts_it(
+    key: bytes, partitions: int, pinned: frozenset[tuple[bytes, int]], expected: int
+) -> None:
+    assert _partition_of(key, partitions, pinned) == expected
+
+
+async def test_two_members_of_a_group_each_own_two_of_the_four_pinned_metals(
+    kafka_broker: KafkaBroker,
+) -> None:
+    bus = KafkaBus(options(kafka_broker, partitions=6, partition_map=METALS))
+    await bus.start(timeout_s=30)
+    try:
+        members = [await bus.consumer("t", group="workers") for _ in range(2)]
+        # Each member knows its lag once it holds partitions and has polled them: with two
+        # members, both hold some only once the group has shared them out. Joining takes ~5 s.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while any(m.lag() is None for m in members) and loop.time() < deadline:
+            for member in members:
+                assert await member.poll(max_records=100, timeout_ms=100) == []
+        assert all(m.lag() is not None for m in members), "the group did not settle in 30 s"
+
+        producer = await bus.producer()
+        ticks = [Tick(symbol, "test", 1.0, 1.1, 1.05, 1_000 + i, 1_000 + i)
+                 for i in range(11) for symbol in METALS]  # fmt: skip
+        await producer.send_many("t", [(t.symbol.encode(), encode_tick(t)) for t in ticks[:40]])
+        for tick in ticks[40:]:  # one record at a time follows the same map
+            await producer.send("t", encode_tick(tick), key=tick.symbol.encode())
+        await producer.flush()
+        reads: list[list[Record]] = [[], []]
+        deadline = loop.time() + 20
+        while sum(map(len, reads)) < 44 and loop.time() < deadline:
+            for member, got in zip(members, reads, strict=True):
+                got += await member.poll(max_records=100, timeout_ms=100)
+    finally:
+        await bus.close()
+    assert sum(map(len, reads)) == 44
+    owned = [{decode_tick(r.value).symbol for r in got} for got in reads]
+    assert [len(symbols) for symbols in owned] == [2, 2]
+    assert owned[0] | owned[1] == set(METALS)
+    for got in reads:
+        for record in got:
+            assert record.partition == METALS[decode_tick(record.value).symbol]
 
 
 async def test_a_group_resumes_after_its_last_commit_and_redelivers_the_rest(
