@@ -15,11 +15,14 @@ Collections, created with their indexes by ``open``:
 
 Writes are ordered bulk replaces by key: idempotent, so replaying a batch changes nothing.
 Reads use the configured read preference (``secondaryPreferred`` sends them to secondaries).
-A server that cannot be reached raises ``StoreUnavailable``; anything else ``StoreError``.
+Every call is bounded by ``timeout_ms`` (the socket timeout and an overall deadline per call):
+a server that cannot be reached, or that stops answering, raises ``StoreUnavailable`` so the
+caller retries; anything else raises ``StoreError``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -75,7 +78,10 @@ class MongoStore:
         max_deadletters: int = 100_000,
         read_preference: str = "primary",
         tick_archive_ms: int | None = None,
+        timeout_ms: int = 5_000,
     ) -> None:
+        if timeout_ms <= 0:
+            raise ValueError(f"timeout_ms {timeout_ms}: must be > 0")
         if read_preference not in READ_PREFERENCES:
             raise ValueError(
                 f"read preference {read_preference!r}: use one of {', '.join(READ_PREFERENCES)}"
@@ -85,6 +91,7 @@ class MongoStore:
         self.retention_ms = dict(retention_ms)
         self.max_deadletters = max_deadletters
         self.tick_archive_ms = tick_archive_ms
+        self.timeout_ms = timeout_ms  # the bound on every call, socket timeout included
         db: AsyncDatabase[Doc] = client.get_database(database)
         reads = READ_PREFERENCES[read_preference]
         self.db = db
@@ -111,7 +118,11 @@ class MongoStore:
     ) -> MongoStore:
         """Connect to ``uri`` and create the collections' indexes (idempotent)."""
         client: AsyncMongoClient[Doc] = AsyncMongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
+            uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,  # a server that stops answering mid-call
+            tz_aware=True,
         )
         store = cls(
             client,
@@ -120,6 +131,7 @@ class MongoStore:
             max_deadletters=max_deadletters,
             read_preference=read_preference,
             tick_archive_ms=tick_archive_ms,
+            timeout_ms=timeout_ms,
         )
         try:
             await store._run("index creation", store._create_indexes)
@@ -142,11 +154,22 @@ class MongoStore:
             await self._ticks.create_index("expire_at", expireAfterSeconds=0, name="retention")
 
     async def _run(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` within ``timeout_ms`` overall; unreachable or silent: ``StoreUnavailable``."""
+        deadline = asyncio.timeout(self.timeout_ms / 1000)
         try:
-            return await call()
-        except ConnectionFailure as exc:
-            raise StoreUnavailable(f"mongodb {what}: {exc}") from exc
+            async with deadline:
+                return await call()
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise StoreUnavailable(
+                f"mongodb {what}: no answer within {self.timeout_ms} ms"
+            ) from exc
         except PyMongoError as exc:
+            if isinstance(exc, ConnectionFailure) or exc.timeout:
+                raise StoreUnavailable(
+                    f"mongodb {what} (timeout {self.timeout_ms} ms): {exc}"
+                ) from exc
             raise StoreError(f"mongodb {what}: {exc}") from exc
 
     def _candle_doc(self, c: Candle) -> Doc:

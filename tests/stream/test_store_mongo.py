@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -11,8 +13,10 @@ import pytest
 
 from stream.contract import Candle, StoreUnavailable, SymbolState, Tick
 from stream.contract.resolutions import DAY_MS, MINUTE_MS
+from stream.retry import while_unavailable
 from stream.store.mongo import MongoStore
 from tests.services.mongo import MongoServer
+from tests.tcp_proxy import TcpProxy, tcp_proxy
 
 T0 = 4_102_444_800_000  # 2100-01-01, out of the TTL monitor's reach
 
@@ -94,3 +98,77 @@ async def test_an_unreachable_server_raises_store_unavailable_so_callers_retry(
             assert len(await store.candles("XAU-USD", "1m")) == 2
         finally:
             await store.close()
+
+
+@contextlib.asynccontextmanager
+async def store_behind_proxy(mongo: MongoServer) -> AsyncIterator[tuple[MongoStore, TcpProxy]]:
+    """A store with a 500 ms bound, talking to ``mongo`` through a proxy the test can stall.
+
+    The driver's monitor checks the server every ``heartbeatFrequencyMS`` (10 s by default) and,
+    when a check gets no answer, cancels what is in flight. So that only the store's own bound
+    can end a stalled call, the checks are set 60 s apart, and the one the driver makes 0.5 s
+    after it starts is let pass before the store is handed over.
+    """
+    async with tcp_proxy(mongo.port) as proxy:
+        store = await MongoStore.open(
+            f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true&heartbeatFrequencyMS=60000",
+            database=f"s{uuid.uuid4().hex[:12]}",
+            timeout_ms=500,
+        )
+        try:
+            await asyncio.sleep(1)
+            yield store, proxy
+        finally:
+            proxy.resume()  # closing ends the server's sessions, which needs an answer
+            await store.close()
+
+
+async def test_a_stalled_server_raises_store_unavailable_instead_of_hanging_a_write(
+    mongo_server: MongoServer,
+) -> None:
+    async with asyncio.timeout(10), store_behind_proxy(mongo_server) as (store, proxy):
+        await store.write([candle(T0)], [])
+        proxy.stall()
+        with pytest.raises(StoreUnavailable, match="write of 1 candles") as caught:
+            await store.write([candle(T0 + MINUTE_MS)], [])
+        assert "500 ms" in str(caught.value)
+        assert caught.value.__cause__ is not None
+        proxy.resume()
+        await while_unavailable("write", lambda: store.write([candle(T0 + MINUTE_MS)], []))
+        assert await store.candles("XAU-USD", "1m") == [candle(T0), candle(T0 + MINUTE_MS)]
+
+
+async def test_retrying_a_write_through_a_stall_stores_it_once_the_server_answers_again(
+    mongo_server: MongoServer,
+) -> None:
+    async with asyncio.timeout(10), store_behind_proxy(mongo_server) as (store, proxy):
+        await store.write([candle(T0)], [])
+        failures: list[StoreUnavailable | None] = []
+        failed_twice = asyncio.Event()  # it failed, waited, and failed again: still retrying
+
+        def heard(failure: StoreUnavailable | None) -> None:
+            failures.append(failure)
+            if len(failures) == 2:
+                failed_twice.set()
+
+        async def write() -> None:
+            await store.write([candle(T0 + MINUTE_MS)], [])
+
+        proxy.stall()
+        async with asyncio.TaskGroup() as tasks:
+            retried = tasks.create_task(while_unavailable("write", write, on_failure=heard))
+            await failed_twice.wait()
+            assert not retried.done()
+            proxy.resume()
+        assert failures[-1] is None  # told that it succeeded after failing
+        assert all(isinstance(f, StoreUnavailable) for f in failures[:-1])
+        assert await store.candles("XAU-USD", "1m") == [candle(T0), candle(T0 + MINUTE_MS)]
+
+
+async def test_closing_the_store_while_the_server_is_stalled_does_not_hang(
+    mongo_server: MongoServer,
+) -> None:
+    async with asyncio.timeout(10), store_behind_proxy(mongo_server) as (store, proxy):
+        await store.write([candle(T0)], [])
+        proxy.stall()
+        await store.close()  # ends the server's sessions: bounded by the socket timeout
