@@ -236,9 +236,11 @@ async def _embedded(tmp: Path):  # type: ignore[no-untyped-def]
     from ingest.collector import Publisher
 
     # every client comes from 127.0.0.1: a per-address limit would refuse most of them
-    async with embedded(tmp / "embedded", start_s=60, http={"rate_limit_per_s": 0}) as running:
-        async with Publisher(await running.bus.producer()).running() as publisher:
-            yield running.port, publisher.publish
+    async with (
+        embedded(tmp / "embedded", start_s=60, http={"rate_limit_per_s": 0}) as running,
+        Publisher(await running.bus.producer()).running() as publisher,
+    ):
+        yield running.port, publisher.publish
 
 
 @contextlib.asynccontextmanager
