@@ -18,7 +18,7 @@ from stream.contract import (
 )
 from web.auth import AuthError, unauthorized
 from web.keys import AUTH, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
-from web.live import serve_client
+from web.live import newest_candles, serve_client
 from web.vendors import vendor_public
 
 MAX_CANDLES = 5_000
@@ -151,15 +151,12 @@ async def candles(request: web.Request) -> web.Response:
     if await _latest(request, symbol) is None:
         raise web.HTTPNotFound(text=f"no prices for {symbol}")
     stored = await store.candles(symbol, res, start_ms=start_ms, end_ms=end_ms, limit=limit)
-    # The store is written behind; the hub has the newest state of recently changed candles.
-    merged = {c.start_ms: c for c in stored}
+    # The store is written behind; the hub has the newest state of recently changed candles,
+    # unless it missed updates (a node that fell behind): the candle with more ticks is newer.
     lo = start_ms if start_ms is not None else -(2**62)
     hi = end_ms if end_ms is not None else 2**62
-    merged.update(
-        (c.start_ms, c)
-        for c in request.app[HUB].recent_candles(symbol, res)
-        if lo <= c.start_ms < hi
-    )
+    recent = [c for c in request.app[HUB].recent_candles(symbol, res) if lo <= c.start_ms < hi]
+    merged = newest_candles(stored, recent)
     out = [merged[k].public() for k in sorted(merged)][-limit:]
     return json_response({"symbol": symbol, "res": res, "candles": out})
 

@@ -31,7 +31,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -476,6 +476,17 @@ def _text_frames(texts: tuple[str, ...]) -> bytes:
     return b"".join([_text_frame(text) for text in texts])
 
 
+def newest_candles(stored: Iterable[Candle], recent: Iterable[Candle]) -> dict[int, Candle]:
+    """Stored candles with the hub's recent ones laid over them, by start time; where both
+    have a candle, the one with more ticks (a candle only ever gains ticks), else the recent."""
+    merged = {c.start_ms: c for c in stored}
+    for c in recent:
+        old = merged.get(c.start_ms)
+        if old is None or c.ticks >= old.ticks:
+            merged[c.start_ms] = c
+    return merged
+
+
 def _update_text(channel: str, seq: int, value: Tick | Candle) -> str:
     data = tick_public(value) if isinstance(value, Tick) else value.public()
     return orjson.dumps({"type": "update", "channel": channel, "seq": seq, "data": data}).decode()
@@ -690,8 +701,7 @@ class Hub:
             tick = ch.tick or (state.latest if state else None)
             data = tick_public(tick) if tick else None
         else:
-            merged = {c.start_ms: c for c in history}
-            merged.update(ch.candles)
+            merged = newest_candles(history, ch.candles.values())
             data = {"candles": [merged[k].public() for k in sorted(merged)][-self.history :]}
         snap: dict[str, object] = {"type": "snapshot", "channel": channel, "seq": ch.seq}
         if since is not None:

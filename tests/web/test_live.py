@@ -11,8 +11,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from stream.contract import Candle
 from tests.conftest import Service, embedded_service
 from tests.web.test_api import METALS, wait_for_prices
+from web.live import newest_candles
 
 
 async def recv(ws: ClientConnection, timeout_s: float = 5) -> Any:
@@ -150,3 +152,28 @@ async def test_server_shutdown_closes_clients_with_going_away(tmp_path: Path) ->
 async def drain_until_closed(ws: ClientConnection) -> None:
     while True:
         await recv(ws, timeout_s=10)
+
+
+def _candle(start_ms: int, ticks: int, close: float) -> Candle:
+    return Candle("XAU-USD", "1m", start_ms, start_ms + 60_000, 1.0, 2.0, 0.5, close, ticks,
+                  start_ms, start_ms + 1, False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stored", "recent", "closes"),
+    [
+        ([], [(0, 3, 1.5)], {0: 1.5}),
+        ([(0, 3, 1.0)], [], {0: 1.0}),
+        ([(0, 3, 1.0)], [(0, 5, 1.5)], {0: 1.5}),  # the hub is ahead of the store
+        ([(0, 9, 1.0)], [(0, 5, 1.5)], {0: 1.0}),  # the hub missed updates: the store wins
+        ([(0, 5, 1.0)], [(0, 5, 1.5)], {0: 1.5}),
+        ([(0, 1, 1.0), (60_000, 2, 1.2)], [(60_000, 4, 1.3)], {0: 1.0, 60_000: 1.3}),
+    ],
+)
+def test_the_candle_with_more_ticks_wins_when_store_and_hub_disagree(
+    stored: list[tuple[int, int, float]],
+    recent: list[tuple[int, int, float]],
+    closes: dict[int, float],
+) -> None:
+    merged = newest_candles([_candle(*c) for c in stored], [_candle(*c) for c in recent])
+    assert {k: c.close for k, c in merged.items()} == closes
