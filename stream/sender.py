@@ -6,7 +6,9 @@ round: ``send_many`` per topic, then ``flush``, which returns once the bus holds
 the round. The next round starts only then, so a round never overtakes another. A round the bus
 refuses (``BusError``: broker unreachable, a delivery that failed) is sent again, whole and in
 the same order, after a capped backoff, until it goes through. Nothing queued is dropped;
-``drain`` waits until everything queued is delivered, for a clean shutdown.
+``drain`` waits until everything queued is delivered, for a clean shutdown. A round refused, or
+not taken within ``SLOW_S``, starts an outage: logged then, every ``REPORT_EVERY_S`` while it
+lasts and when it ends, and shown in ``SenderStats`` (``down_since_ms``, ``queued``).
 
 On Kafka the producer retries a delivery on its own, idempotently, for the bus's
 ``delivery_timeout_ms``, so an outage shorter than that costs neither loss nor duplicates. Past
@@ -32,6 +34,7 @@ MAX_ROUND = 50_000  # most records in one round
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 5.0
 REPORT_EVERY_S = 10.0  # how often an outage is logged while it lasts
+SLOW_S = 5.0  # a round the bus has not taken after this long is an outage
 
 
 @dataclass(slots=True)
@@ -61,6 +64,7 @@ class Sender:
         self._room.set()
         self._idle = asyncio.Event()  # set while nothing is queued or in flight
         self._idle.set()
+        self._reported_s = 0.0  # when the current outage was last logged (monotonic)
 
     async def put(self, items: Sequence[Item]) -> None:
         """Queue ``items`` in order; wait first while the buffer is full."""
@@ -95,6 +99,7 @@ class Sender:
                 self._idle.set()
 
     async def _deliver(self, round_: list[Item]) -> None:
+        """Send one round until the bus holds all of it; an outage is logged and counted."""
         by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
         for topic, key, value in round_:
             group = by_topic.get(topic)
@@ -103,38 +108,57 @@ class Sender:
             else:
                 group.append((key, value))
         delay_s = RETRY_MIN_S
-        reported_s = 0.0
         while True:
+            attempt = asyncio.ensure_future(self._send(by_topic))
             try:
-                for topic, group in by_topic.items():
-                    await self.producer.send_many(topic, group)
-                await self.producer.flush()
+                while True:
+                    # A bus that retries on its own (Kafka) holds the round without failing:
+                    # past SLOW_S that is an outage too, and is said so.
+                    done, _ = await asyncio.wait({attempt}, timeout=SLOW_S)
+                    if done:
+                        break
+                    self._outage(f"no answer for {SLOW_S:.0f} s", len(round_))
+                attempt.result()
             except BusError as exc:
-                stats = self.stats
-                stats.failures += 1
-                stats.last_error = str(exc)[:300]
-                now_s = time.monotonic()
-                if stats.down_since_ms is None:
-                    stats.down_since_ms = time.time_ns() // 1_000_000
-                    log.warning(
-                        "the bus refused %d records (%s); holding them and %d more, retrying",
-                        len(round_), exc, stats.queued - len(round_),
-                    )  # fmt: skip
-                    reported_s = now_s
-                elif now_s - reported_s >= REPORT_EVERY_S:
-                    log.warning(
-                        "the bus is still unavailable: %d records held, next try in %.1f s: %s",
-                        stats.queued, delay_s, exc,
-                    )  # fmt: skip
-                    reported_s = now_s
+                self.stats.failures += 1
+                self._outage(str(exc), len(round_), retry_s=delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, RETRY_MAX_S)
                 continue
+            finally:
+                if not attempt.done():
+                    attempt.cancel()
             down = self.stats.down_since_ms
             if down is not None:
                 self.stats.down_since_ms = None
+                self._reported_s = 0.0
                 log.info(
-                    "the bus took the held records again after %.1f s; %d records still queued",
+                    "the bus took the held records after %.1f s; %d records still queued",
                     (time.time_ns() // 1_000_000 - down) / 1000, self.stats.queued - len(round_),
                 )  # fmt: skip
             return
+
+    async def _send(self, by_topic: dict[str, list[tuple[bytes | None, bytes]]]) -> None:
+        for topic, group in by_topic.items():
+            await self.producer.send_many(topic, group)
+        await self.producer.flush()
+
+    def _outage(self, why: str, size: int, *, retry_s: float | None = None) -> None:
+        """Count and log a round the bus did not take: at its start, then every 10 s."""
+        stats = self.stats
+        stats.last_error = why[:300]
+        now_s = time.monotonic()
+        retry = "" if retry_s is None else f", next try in {retry_s:.1f} s"
+        if stats.down_since_ms is None:
+            stats.down_since_ms = time.time_ns() // 1_000_000
+            log.warning(
+                "the bus did not take %d records (%s): holding them and %d more%s",
+                size, why, stats.queued - size, retry,
+            )  # fmt: skip
+            self._reported_s = now_s
+        elif now_s - self._reported_s >= REPORT_EVERY_S:
+            log.warning(
+                "the bus is still unavailable: %d records held%s: %s",
+                stats.queued, retry, why,
+            )  # fmt: skip
+            self._reported_s = now_s

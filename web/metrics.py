@@ -39,6 +39,7 @@ from prometheus_client.registry import Collector
 from render.service import Renderer
 from stream.consumer import STORE_WRITE_BUCKETS_MS, WorkerStats
 from stream.contract import Consumer
+from stream.sender import SenderStats
 from web.keys import HUB, RENDERER, VENDOR_BOARD
 from web.vendors import VendorBoard
 
@@ -67,6 +68,7 @@ METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry
 LIVE: web.AppKey[LiveCounters] = web.AppKey("live_counters", LiveCounters)
 HTTP: web.AppKey[HttpCounters] = web.AppKey("http_counters", HttpCounters)
 WORKER: web.AppKey[WorkerStats] = web.AppKey("worker_stats", WorkerStats)
+SENDER: web.AppKey[SenderStats] = web.AppKey("sender_stats", SenderStats)
 #: (who reads, topic) -> the bus consumer whose lag ``pricestream_bus_lag`` shows
 CONSUMERS: web.AppKey[dict[tuple[str, str], Consumer]] = web.AppKey("bus_consumers", dict)
 
@@ -86,6 +88,11 @@ def install(app: web.Application) -> CollectorRegistry:
 def watch_worker(app: web.Application, stats: WorkerStats) -> None:
     """Expose a stream worker's counters and store write latency on ``app``."""
     app[WORKER] = stats
+
+
+def watch_sender(app: web.Application, stats: SenderStats) -> None:
+    """Expose ingest's outgoing buffer (held records, bus outages) on ``app``."""
+    app[SENDER] = stats
 
 
 def watch_consumer(app: web.Application, consumer: Consumer, *, reader: str, topic: str) -> None:
@@ -110,6 +117,9 @@ class PricestreamCollector(Collector):
         stats = app.get(WORKER)
         if stats is not None:
             yield from _worker(stats)
+        sender = app.get(SENDER)
+        if sender is not None:
+            yield from _sender(sender)
         yield from _lags(app[CONSUMERS])
         hub = app.get(HUB)
         if hub is not None:
@@ -196,6 +206,27 @@ def _worker(s: WorkerStats) -> Iterator[Metric]:
         "pricestream_store_retries",
         "Store writes retried because the store was unavailable",
         s.store_retries,
+    )
+
+
+def _sender(s: SenderStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "pricestream_ingest_held",
+        "Records ingest holds for the bus: queued or in a round not yet delivered",
+        s.queued,
+    )
+    yield _counter(
+        "pricestream_ingest_delivered", "Records ingest delivered to the bus", s.delivered
+    )
+    yield _counter(
+        "pricestream_ingest_bus_failures",
+        "Rounds of records the bus refused, each sent again",
+        s.failures,
+    )
+    yield GaugeMetricFamily(
+        "pricestream_ingest_bus_down",
+        "1 while the bus does not take ingest's records (refused, or no answer for 5 s)",
+        0 if s.down_since_ms is None else 1,
     )
 
 
