@@ -220,17 +220,36 @@ class StreamWorker:
         await self.flush()
 
     async def revoke(self, partitions: frozenset[int]) -> None:
-        """Flush and commit, then forget the symbols read from ``partitions``."""
+        """Flush and commit, then forget the symbols read from ``partitions``.
+
+        If the flush fails (the bus or the store went away mid-rebalance), the symbols are
+        forgotten all the same, with their unwritten changes: their next owner replays them
+        from the last commit. The changes of the symbols kept stay pending for the next write.
+        """
         async with self._lock:
-            await self._flush(wait=True, handover=True)
-            for part in partitions:
-                self._processed.pop(part, None)
-            gone = [s for s, p in self._partition.items() if p in partitions]
-            for symbol in gone:
-                self.windows.forget(symbol)
-                self._seqs.pop(symbol, None)
-                del self._partition[symbol]
-            self.stats.revocations += 1
+            try:
+                await self._flush(wait=True, handover=True)
+            except Exception as exc:
+                log.warning(
+                    "handing over partitions %s without a last write (%s); their next owner "
+                    "replays them from the last commit",
+                    sorted(partitions), exc,
+                )  # fmt: skip
+            finally:
+                for part in partitions:
+                    self._processed.pop(part, None)
+                gone = [s for s, p in self._partition.items() if p in partitions]
+                for symbol in gone:
+                    self.windows.forget(symbol)
+                    self._seqs.pop(symbol, None)
+                    self._pending_states.pop(symbol, None)
+                    del self._partition[symbol]
+                if gone:
+                    left = set(gone)
+                    self._pending_candles = {
+                        k: c for k, c in self._pending_candles.items() if k[0] not in left
+                    }
+                self.stats.revocations += 1
             log.info("handed over %d symbols of partitions %s", len(gone), sorted(partitions))
 
     async def process(self, records: list[Record]) -> None:
@@ -348,7 +367,18 @@ class StreamWorker:
         stored = asyncio.Event()
         job = self._write_and_commit(candles, states, positions, stored, records)
         if wait:
-            await job
+            try:
+                await job
+            except BaseException:
+                # Not written, or not committed: keep it for the next write, so a worker that
+                # goes on never commits past changes it did not store.
+                for c in candles:
+                    self._pending_candles.setdefault(_candle_key(c), c)
+                for st in states:
+                    self._pending_states.setdefault(st.symbol, st)
+                self._records_pending += records
+                self._uncommitted = True
+                raise
         else:
             self._records_writing = records
             self._writing = (asyncio.create_task(job, name="store-write"), stored)
