@@ -59,7 +59,7 @@ from stream.store.sqlite import SqliteStore
 from stream.windows import Windows
 from web.app import make_app, make_health_app, make_render_app
 from web.keys import HUB
-from web.metrics import watch_consumer, watch_worker
+from web.metrics import watch_consumer, watch_sender, watch_worker
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ def kafka_options(settings: Settings) -> KafkaOptions:
         replication_factor=b.replication_factor,
         linger_ms=b.linger_ms,
         request_timeout_ms=b.request_timeout_ms,
+        delivery_timeout_ms=b.delivery_timeout_ms,
         session_timeout_ms=b.session_timeout_ms,
         partition_map=dict(b.partition_map),
     )
@@ -237,7 +238,7 @@ async def _serve(
             producer: Producer | None = None
             if "ingest" in roles:
                 producer = await bus.producer()
-                ingest += _start_ingest(settings, producer, tasks, on_progress)
+                ingest += _start_ingest(settings, producer, tasks, on_progress, app)
             side: list[asyncio.Task[None]] = []
             if worker is not None and archive is not None and store is not None:
                 worker_task = tasks.create_task(worker.run(), name="stream")
@@ -276,6 +277,7 @@ def _start_ingest(
     producer: Producer,
     tasks: asyncio.TaskGroup,
     on_progress: Progress | None,
+    app: web.Application,
 ) -> list[asyncio.Task[None]]:
     started: list[asyncio.Task[None]] = []
     vendors = settings.collectors  # the configured vendors, else the simulator if enabled
@@ -285,6 +287,7 @@ def _start_ingest(
         from ingest.service import build as build_ingest
 
         ingest = build_ingest(vendors, settings.composite_config, producer, progress=on_progress)
+        watch_sender(app, ingest.publisher.sender.stats)
         started.append(tasks.create_task(ingest.run(), name="ingest"))
     return started
 

@@ -116,7 +116,10 @@ class Bus:
     deadletter_partitions: int = 1
     deadletter_retention: str = "30d"
     linger_ms: int = 5
-    request_timeout_ms: int = 30_000
+    request_timeout_ms: int = 30_000  # consumers and the admin client: one request's limit
+    #: how long a producer keeps retrying a batch while no broker takes it (and how long a send
+    #: waits for room meanwhile); past it the delivery fails and the next flush says so
+    delivery_timeout_ms: int = 300_000
     session_timeout_ms: int = 10_000  # how soon the group notices a dead stream worker
     #: symbol -> partition number (modulo the topic's partitions) on every keyed topic; other
     #: symbols are placed by murmur2 hash, as the Java client does. A table in TOML; in the
@@ -416,6 +419,8 @@ class Settings:
             ("bus.linger_ms", 0 <= self.bus.linger_ms <= 10_000, "must be 0..10000"),
             ("bus.request_timeout_ms", 1_000 <= self.bus.request_timeout_ms <= 600_000,
              "must be 1000..600000"),
+            ("bus.delivery_timeout_ms", 1_000 <= self.bus.delivery_timeout_ms <= 3_600_000,
+             "must be 1000..3600000"),
             ("bus.session_timeout_ms", 1_000 <= self.bus.session_timeout_ms <= 600_000,
              "must be 1000..600000"),
             ("stream.grace_ms", 0 <= self.stream.grace_ms <= 3_600_000, "must be 0..3600000"),

@@ -3,22 +3,25 @@
 - Topics keep their logical names in the code (``ticks``, ``updates``, ``deadletter``); the bus
   maps them to configured Kafka names, partition counts and retention, and creates the missing
   ones at ``start``. An existing topic is used as it is (a warning names any difference).
-- One idempotent producer per bus, ``acks=all``. ``send_many`` builds one record batch per
-  partition. A keyed record goes to the partition ``partition_map`` pins its key (a symbol) to,
-  modulo the topic's partition count, on every topic; any other key is placed with the Java
-  client's murmur2 hashing. An external producer writing ``ticks`` must place records the same
-  way, pinned symbols included, so that a symbol's ticks land on one partition whichever client
-  wrote them. Change a pinned symbol's partition only with the pipeline drained (ingest stopped,
-  the stream workers caught up): otherwise its ticks sit in two partitions, read in no fixed
-  order. Even drained, a stream worker's stored position for a symbol is an offset in the
-  partition it came from: in the new partition, the symbol's ticks at offsets up to that one
-  are taken for replays and skipped.
+- One idempotent producer per bus, ``acks=all``, that keeps retrying a batch for
+  ``delivery_timeout_ms`` while no broker takes it. Once a delivery has failed for good its
+  sequence numbers are broken, so the bus stops it and starts a fresh one (a new producer id)
+  on the next send, and a caller can send the same records again.
+- ``send_many`` builds one record batch per partition. A keyed record goes to the partition
+  ``partition_map`` pins its key (a symbol) to, modulo the topic's partition count, on every
+  topic; any other key is placed with the Java client's murmur2 hashing. An external producer
+  writing ``ticks`` must place records the same way, pinned symbols included, so that a
+  symbol's ticks land on one partition whichever client wrote them. Change a pinned symbol's
+  partition only with the pipeline drained (ingest stopped, the stream workers caught up):
+  otherwise its ticks sit in two partitions, read in no fixed order. Even drained, a stream
+  worker's stored position for a symbol is an offset in the partition it came from: in the new
+  partition, the symbol's ticks at offsets up to that one are taken for replays and skipped.
 - A group consumer commits only what it was told to (``commit`` after the owner's store write)
   and runs the owner's ``on_revoke`` before its partitions move, so the next owner starts from
   flushed state. A group-less consumer reads every partition from the end: fan-out.
 
 Errors from the client are raised as ``BusError`` with the operation named, except while the
-broker is merely unreachable: then sends wait (bounded by ``request_timeout_ms``) and polls
+broker is merely unreachable: then sends wait (bounded by ``delivery_timeout_ms``) and polls
 return nothing until it is back.
 """
 
@@ -76,7 +79,10 @@ class KafkaOptions:
     replication_factor: int = 1
     linger_ms: int = 5
     max_batch_bytes: int = 512 * 1024
-    request_timeout_ms: int = 30_000
+    request_timeout_ms: int = 30_000  # consumers and the admin client
+    #: how long the producer keeps retrying a batch while no broker takes it, and how long a
+    #: send waits for room: aiokafka's producer ``request_timeout_ms`` (its requests' timeout too)
+    delivery_timeout_ms: int = 300_000
     session_timeout_ms: int = 10_000
     fetch_max_bytes: int = 16 * 1024 * 1024
     #: symbol -> partition number (taken modulo the topic's partitions); other keys: murmur2
@@ -99,44 +105,49 @@ def _partition_of(key: bytes, partitions: int, pinned: Pins = frozenset()) -> in
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+Delivery = tuple[AIOKafkaProducer, asyncio.Future[Any]]  # a batch, and who sent it
+
+
 class KafkaProducer:
     """Sends return once the client holds the records; ``flush`` once the broker has them all.
 
-    The client retries a failed delivery until ``request_timeout_ms``; a delivery that still
-    fails is raised by the next ``flush``, so a caller that commits after flushing never
-    commits past a lost record.
+    Every wrapper sends through the bus's current client. The client retries a batch for
+    ``delivery_timeout_ms``; a delivery that still fails is raised by the next ``flush``, so a
+    caller that commits after flushing never commits past a lost record, and the bus replaces
+    the client that failed before the next send.
     """
 
-    def __init__(self, bus: KafkaBus, producer: AIOKafkaProducer) -> None:
+    def __init__(self, bus: KafkaBus) -> None:
         self._bus = bus
-        self._producer = producer
         self._partitions: dict[str, int] = {}
-        self._deliveries: list[asyncio.Future[Any]] = []
+        self._deliveries: list[Delivery] = []
         self._prune_at = 4_096
 
     async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
         name = self._bus.name(topic)
+        producer = await self._bus.client()
         part = None
         if key is not None:
-            part = _partition_of(key, await self._partitions_of(name), self._bus.pinned)
+            part = _partition_of(key, await self._partitions_of(producer, name), self._bus.pinned)
         try:
-            self._track(await self._producer.send(name, value, key=key, partition=part))
+            self._track(producer, await producer.send(name, value, key=key, partition=part))
         except KafkaError as exc:
             raise BusError(f"send to {name}: {exc!r}") from exc
 
-    def _track(self, delivery: asyncio.Future[Any]) -> None:
+    def _track(self, producer: AIOKafkaProducer, delivery: asyncio.Future[Any]) -> None:
         deliveries = self._deliveries
-        deliveries.append(delivery)
+        deliveries.append((producer, delivery))
         if len(deliveries) >= self._prune_at:  # keep the list short between flushes
-            failed = [d for d in deliveries if d.done() and d.exception() is not None]
-            self._deliveries = failed + [d for d in deliveries if not d.done()]
+            failed = [d for d in deliveries if d[1].done() and d[1].exception() is not None]
+            self._deliveries = failed + [d for d in deliveries if not d[1].done()]
             self._prune_at = max(4_096, 2 * len(self._deliveries))
 
     async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
         if not items:
             return
         name = self._bus.name(topic)
-        partitions = await self._partitions_of(name)
+        producer = await self._bus.client()
+        partitions = await self._partitions_of(producer, name)
         pinned = self._bus.pinned
         by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
         spread = 0
@@ -152,28 +163,32 @@ class KafkaProducer:
                 group.append((key, value))
         try:
             for part, group in by_partition.items():
-                await self._send_partition(name, part, group)
+                await self._send_partition(producer, name, part, group)
         except KafkaError as exc:
             raise BusError(f"send {len(items)} records to {name}: {exc!r}") from exc
 
     async def _send_partition(
-        self, name: str, partition: int, items: list[tuple[bytes | None, bytes]]
+        self,
+        producer: AIOKafkaProducer,
+        name: str,
+        partition: int,
+        items: list[tuple[bytes | None, bytes]],
     ) -> None:
-        batch = self._producer.create_batch()
+        batch = producer.create_batch()
         for key, value in items:
             if batch.append(key=key, value=value, timestamp=None) is None:
-                self._track(await self._producer.send_batch(batch, name, partition=partition))
-                batch = self._producer.create_batch()
+                self._track(producer, await producer.send_batch(batch, name, partition=partition))
+                batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise BusError(f"a record of {len(value)} bytes does not fit a batch of {name}")
         if batch.record_count():
-            self._track(await self._producer.send_batch(batch, name, partition=partition))
+            self._track(producer, await producer.send_batch(batch, name, partition=partition))
 
-    async def _partitions_of(self, name: str) -> int:
+    async def _partitions_of(self, producer: AIOKafkaProducer, name: str) -> int:
         partitions = self._partitions.get(name)
         if partitions is None:
             try:
-                found = await self._producer.partitions_for(name)
+                found = await producer.partitions_for(name)
             except KafkaError as exc:
                 raise BusError(f"partitions of {name}: {exc!r}") from exc
             partitions = self._partitions[name] = len(found)
@@ -182,16 +197,21 @@ class KafkaProducer:
     async def flush(self) -> None:
         deliveries, self._deliveries = self._deliveries, []
         self._prune_at = 4_096
-        try:
-            await self._producer.flush()
-        except KafkaError as exc:
-            raise BusError(f"flush: {exc!r}") from exc
-        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
-        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        producer = self._bus.current_client()
+        if producer is not None:
+            try:
+                await producer.flush()
+            except KafkaError as exc:
+                raise BusError(f"flush: {exc!r}") from exc
+        outcomes = await asyncio.gather(*(d for _, d in deliveries), return_exceptions=True)
+        failed = [(p, o) for (p, _), o in zip(deliveries, outcomes, strict=True)
+                  if isinstance(o, BaseException)]  # fmt: skip
         if failed:
+            self._bus.delivery_failed({p for p, _ in failed})
+            first = failed[0][1]
             raise BusError(
-                f"{len(failed)} of {len(outcomes)} batches were not delivered: {failed[0]!r}"
-            ) from failed[0]
+                f"{len(failed)} of {len(outcomes)} batches were not delivered: {first!r}"
+            ) from first
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -204,9 +224,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         if not parts:
             return
         log.info("partitions %s of %s revoked", sorted(parts), self._consumer.topic)
-        if self._on_revoke is not None:
-            await self._on_revoke(parts)
-        self._consumer.forget(parts)
+        try:
+            if self._on_revoke is not None:
+                await self._on_revoke(parts)
+        finally:
+            self._consumer.forget(parts)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in assigned)
@@ -300,6 +322,12 @@ class KafkaConsumer:
             wanted = dict(self._next)
         else:
             wanted = {TopicPartition(self.name, p): o for p, o in positions.items()}
+        held = self._consumer.assignment()
+        # A partition the group took away without a revoke (the listener failed, or the member
+        # was dropped) is forgotten here: committing it would fail the whole commit.
+        lost = frozenset(tp.partition for tp in self._next if tp not in held)
+        if lost:
+            self.forget(lost)
         offsets = {tp: o for tp, o in wanted.items()
                    if tp in self._next and self._committed.get(tp, -1) < o}  # fmt: skip
         if not offsets:
@@ -340,7 +368,9 @@ class KafkaBus:
     def __init__(self, options: KafkaOptions) -> None:
         self.options = options
         self.pinned: Pins = frozenset((s.encode(), p) for s, p in options.partition_map.items())
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: AIOKafkaProducer | None = None  # the client every wrapper sends through
+        self._broken: AIOKafkaProducer | None = None  # a client a delivery failed in, to stop
+        self._producer_lock = asyncio.Lock()
         self._consumers: list[KafkaConsumer] = []
 
     def name(self, topic: str) -> str:
@@ -417,24 +447,56 @@ class KafkaBus:
                 )  # fmt: skip
 
     async def producer(self) -> KafkaProducer:
-        if self._producer is None:
-            opts = self.options
-            producer = AIOKafkaProducer(
-                bootstrap_servers=opts.bootstrap,
-                client_id=opts.client_id,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=opts.linger_ms,
-                max_batch_size=opts.max_batch_bytes,
-                request_timeout_ms=opts.request_timeout_ms,
-            )
-            try:
-                await producer.start()
-            except KafkaError as exc:
-                await producer.stop()
-                raise BusError(f"start producer on {opts.bootstrap}: {exc!r}") from exc
-            self._producer = producer
-        return KafkaProducer(self, self._producer)
+        await self.client()
+        return KafkaProducer(self)
+
+    def current_client(self) -> AIOKafkaProducer | None:
+        """The client sends go through now; None before the first or while it is replaced."""
+        return self._producer
+
+    async def client(self) -> AIOKafkaProducer:
+        """The client to send through: started on first use, replaced after a failed delivery."""
+        producer = self._producer
+        if producer is not None:
+            return producer
+        async with self._producer_lock:
+            if self._producer is None:
+                broken, self._broken = self._broken, None
+                if broken is not None:
+                    log.warning(
+                        "a delivery failed for good: stopping the Kafka producer and starting a "
+                        "fresh one (a new producer id) to send through"
+                    )
+                    await broken.stop()
+                self._producer = await self._start_producer()
+            return self._producer
+
+    def delivery_failed(self, producers: set[AIOKafkaProducer]) -> None:
+        """Replace the current client before the next send if a delivery failed in it.
+
+        An idempotent producer's sequence numbers for a partition are broken once a batch there
+        has failed for good: the broker would refuse every later batch as out of order.
+        """
+        if self._producer is not None and self._producer in producers:
+            self._broken, self._producer = self._producer, None
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        opts = self.options
+        producer = AIOKafkaProducer(
+            bootstrap_servers=opts.bootstrap,
+            client_id=opts.client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=opts.linger_ms,
+            max_batch_size=opts.max_batch_bytes,
+            request_timeout_ms=opts.delivery_timeout_ms,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise BusError(f"start producer on {opts.bootstrap}: {exc!r}") from exc
+        return producer
 
     async def consumer(
         self, topic: str, *, group: str | None, on_revoke: Revoked | None = None
@@ -467,6 +529,7 @@ class KafkaBus:
         for consumer in self._consumers:
             await consumer.close()
         self._consumers.clear()
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            await producer.stop()
+        for producer in (self._broken, self._producer):
+            if producer is not None:
+                await producer.stop()
+        self._producer = self._broken = None

@@ -74,6 +74,8 @@ def test_file_then_environment_then_flags_each_override_the_one_before(tmp_path:
          "'XAG-USD' is not like XAU-USD=0"),
         ("", {"PRICESTREAM_BUS_PARTITION_MAP": "XAU-USD=zero"},
          "bus.partition_map.XAU-USD (from environment variable PRICESTREAM_BUS_PARTITION_MAP)"),
+        ("", {"PRICESTREAM_BUS_DELIVERY_TIMEOUT_MS": "500"},
+         "bus.delivery_timeout_ms must be 1000..3600000"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_is_refused_naming_it(
@@ -101,6 +103,14 @@ def test_the_partition_map_pins_the_metals_unless_a_file_or_the_environment_repl
     assert Settings.load(None, {"PRICESTREAM_BUS_PARTITION_MAP": ""}).bus.partition_map == {}
     off = Settings.load(None, {}, {"bus": {"partition_map": {}}})
     assert kafka_options(off).partition_map == {}
+
+
+def test_the_producers_delivery_timeout_is_its_own_setting() -> None:
+    opts = kafka_options(Settings.load(None, {}))
+    assert (opts.delivery_timeout_ms, opts.request_timeout_ms) == (300_000, 30_000)
+    env = {"PRICESTREAM_BUS_DELIVERY_TIMEOUT_MS": "60_000"}
+    opts = kafka_options(Settings.load(None, env))
+    assert (opts.delivery_timeout_ms, opts.request_timeout_ms) == (60_000, 30_000)
 
 
 @pytest.mark.parametrize(

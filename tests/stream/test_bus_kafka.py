@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec, _partition_of
-from stream.contract import Record, Tick, decode_tick, encode_tick
-from tests.services.kafka import KafkaBroker
+from stream.contract import BusError, Record, Tick, decode_tick, encode_tick
+from tests.services.kafka import FAST_GROUPS, KafkaBroker
 
 METALS = {"XAU-USD": 0, "XAG-USD": 1, "XPT-USD": 2, "XPD-USD": 3}  # the default [bus] map
 
@@ -272,3 +275,69 @@ async def test_a_fanout_consumer_lags_only_by_what_was_published_after_it_starte
     read = await read_until(watcher, lambda got: len(got) >= 10 and watcher.lag() == 30 - len(got))
     assert len(read) >= 10
     assert watcher.lag() == 30 - len(read)
+
+
+async def test_a_batch_sent_while_the_broker_is_down_is_delivered_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    async with KafkaBroker(tmp_path / "kafka", extra_properties=FAST_GROUPS) as broker:
+        bus = KafkaBus(dataclasses.replace(options(broker), delivery_timeout_ms=2_000))
+        await bus.start(timeout_s=30)
+        try:
+            producer = await bus.producer()
+            await producer.send_many("t", [(b"XAU-USD", b"before")])
+            await producer.flush()
+            await broker.stop()
+            await producer.send_many("t", [(b"XAU-USD", b"during")])
+            # Longer down than the delivery timeout: the partition's leader is still known, so
+            # the idempotent producer keeps retrying the batch instead of expiring it.
+            flushed = asyncio.ensure_future(producer.flush())
+            await asyncio.wait({flushed}, timeout=3.0)
+            assert not flushed.done()
+            await broker.start()
+            async with asyncio.timeout(30):
+                await flushed
+            consumer = await bus.consumer("t", group="check")
+            got = await read_until(consumer, lambda got: len(got) >= 2 and consumer.lag() == 0)
+            assert consumer.lag() == 0  # read to the end of the partition: nothing more there
+            assert [r.value for r in got] == [b"before", b"during"]
+        finally:
+            await bus.close()
+
+
+async def test_after_a_delivery_fails_for_good_the_same_records_go_through_a_fresh_producer(
+    kafka_broker: KafkaBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = KafkaBus(dataclasses.replace(options(kafka_broker), delivery_timeout_ms=2_000))
+    await bus.start(timeout_s=30)
+    try:
+        producer = await bus.producer()
+        other = await bus.producer()  # another wrapper of the same bus
+        await producer.send_many("t", [(b"XAU-USD", b"before")])
+        await producer.flush()
+        first = bus.current_client()
+        # With its topic gone the partition has no leader: the batch expires after 2 s.
+        admin = kafka_broker.admin()
+        await admin.start()
+        try:
+            await admin.delete_topics([bus.name("t")])
+        finally:
+            await admin.close()
+        async with asyncio.timeout(30):
+            await producer.send_many("t", [(b"XAU-USD", b"again")])
+            with pytest.raises(BusError, match="1 of 1 batches were not delivered"):
+                await producer.flush()
+        await bus.start(timeout_s=30)  # the topic again, empty
+        with caplog.at_level(logging.WARNING, logger="stream.bus.kafka"):
+            await other.send_many("t", [(b"XAU-USD", b"again")])  # the caller retries
+            await other.flush()
+            await producer.send("t", b"and more", key=b"XAU-USD")
+            await producer.flush()
+        assert bus.current_client() is not first
+        assert caplog.text.count("starting a fresh one") == 1
+        consumer = await bus.consumer("t", group="check")
+        got = await read_until(consumer, lambda got: len(got) >= 2 and consumer.lag() == 0)
+        assert consumer.lag() == 0  # read to the end of the partition: nothing more there
+        assert [r.value for r in got] == [b"again", b"and more"]
+    finally:
+        await bus.close()
