@@ -59,6 +59,7 @@ class VendorStats:
     duplicates: int = 0
     gaps: int = 0
     missed: int = 0
+    seq_resets: int = 0
     heartbeats: int = 0
     errors: int = 0
     reconnects: int = 0
@@ -185,7 +186,6 @@ class Feed:
         """The accepted ticks and the dead letters of one raw vendor message."""
         stats = self.stats
         stats.messages += 1
-        stats.last_message_ms = recv_ms
         assert self.parse is not None, "a feed without a parse function takes ticks only"
         parsed = self.parse(raw)
         kind = parsed.kind
@@ -219,6 +219,7 @@ class Feed:
             return ticks, letters
         if kind is Kind.HEARTBEAT:
             stats.heartbeats += 1
+            stats.last_message_ms = recv_ms
             self._alive(recv_ms)
         elif kind is Kind.STATUS:
             log.info("%s: %s", self.name, parsed.detail)
@@ -237,8 +238,6 @@ class Feed:
     ) -> tuple[list[Tick], list[DeadLetter]]:
         """For sources that make ticks themselves (the simulator): gate them."""
         self.stats.messages += len(ticks)
-        if ticks:
-            self.stats.last_message_ms = recv_ms
         letters: list[DeadLetter] = []
         good = [tick for tick in ticks if self._gate(tick, None, letters)]
         return good, letters
@@ -248,6 +247,10 @@ class Feed:
         stats = self.stats
         if verdict is Verdict.ACCEPT:
             stats.published += 1
+            stats.last_message_ms = max(stats.last_message_ms or 0, tick.recv_ms)
+            if self.gate.reset:
+                stats.seq_resets += 1
+                log.warning("%s: %s numbered again from %s", self.name, tick.symbol, tick.seq)
             if self.gate.gap:
                 stats.gaps += 1
                 stats.missed += self.gate.gap
@@ -258,8 +261,12 @@ class Feed:
             return True
         if verdict is Verdict.DUPLICATE:
             stats.duplicates += 1
-            if self.publisher.composite is not None:
-                self.publisher.composite.seen(tick)
+            if tick.seq is None:
+                # The same quote again says the price is still current: a sign of life. A
+                # sequence number already seen says nothing about now (a replay, a stuck feed).
+                stats.last_message_ms = max(stats.last_message_ms or 0, tick.recv_ms)
+                if self.publisher.composite is not None:
+                    self.publisher.composite.seen(tick)
             return False
         assert why is not None
         stats.reject(why)
@@ -321,7 +328,7 @@ class Feed:
         return VendorStatus(
             self.name, self.kind, self.profile, now, s.connected, stale, s.last_message_ms,
             s.messages, s.published, s.duplicates, s.gaps, s.missed, s.heartbeats, s.errors,
-            s.reconnects, dict(s.rejects), s.last_error,
+            s.reconnects, dict(s.rejects), s.last_error, s.seq_resets,
         )  # fmt: skip
 
 

@@ -49,6 +49,11 @@ class Limits:
     max_age_ms: int | None = 60_000
     gapless: bool = False
     seq_per_symbol: bool = True
+    #: a sequence number this far past the last one is implausible: rejected, the last kept
+    max_seq_jump: int = 1_000_000
+    #: a sequence number this far below the last one is the vendor numbering again from the
+    #: start (a reconnect, a restart), not a re-sent message: accepted, counted as a reset
+    seq_reset_below: int = 10_000
 
 
 class Verdict(enum.Enum):
@@ -69,8 +74,9 @@ class _Last:
 class Gate:
     """One vendor's stateful checks: plausibility, time, duplicates, gaps and spikes. Pure.
 
-    ``check(tick)`` returns the verdict with the reason of a reject or a duplicate, and sets
-    ``gap`` to the count of sequence numbers skipped just before an accepted tick (0 without).
+    ``check(tick)`` returns the verdict with the reason of a reject or a duplicate, sets ``gap``
+    to the count of sequence numbers skipped just before an accepted tick (0 without), and
+    ``reset`` when that tick restarted the vendor's numbering.
     A duplicate is a repeated (or older) sequence number or, for vendors without sequence
     numbers, a quote identical to the last accepted one of its symbol (same time and prices).
     """
@@ -78,11 +84,13 @@ class Gate:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.gap = 0
+        self.reset = False
         self._last: dict[tuple[str, str], _Last] = {}  # (vendor, symbol) -> last accepted
         self._seq: dict[tuple[str, str], int] = {}  # (vendor, symbol or "") -> last sequence
 
     def check(self, tick: Tick) -> tuple[Verdict, str | None]:
         self.gap = 0
+        self.reset = False
         why = problem(tick)
         if why is not None:
             return Verdict.REJECT, why
@@ -101,7 +109,14 @@ class Gate:
         seq_key = where if lim.seq_per_symbol else (tick.vendor, "")
         last_seq = self._seq.get(seq_key) if tick.seq is not None else None
         if last_seq is not None and tick.seq is not None:
-            if tick.seq <= last_seq:
+            if tick.seq - last_seq > lim.max_seq_jump:
+                return Verdict.REJECT, (
+                    f"seq jump: {tick.seq} after {last_seq} (more than {lim.max_seq_jump} ahead)"
+                )
+            if last_seq - tick.seq > lim.seq_reset_below:
+                self.reset = True
+                last_seq = None  # numbering again from the start: no gap, no duplicate
+            elif tick.seq <= last_seq:
                 return Verdict.DUPLICATE, f"seq {tick.seq} after {last_seq}"
         elif key == last.key:  # never true while nothing was accepted (key is None)
             return Verdict.DUPLICATE, "same quote again"

@@ -49,6 +49,7 @@ def vendor_public(s: VendorStatus, now_ms: int) -> dict[str, object]:
         "duplicates": s.duplicates,
         "gaps": s.gaps,
         "missed": s.missed,
+        "seq_resets": s.seq_resets,
         "heartbeats": s.heartbeats,
         "errors": s.errors,
         "reconnects": s.reconnects,

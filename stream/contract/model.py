@@ -94,8 +94,10 @@ class VendorStatus(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
     """One vendor feed's state as ingest last saw it, taken at ``ts_ms``.
 
     ``rejects`` counts rejected messages by reason; ``duplicates`` dropped re-sent quotes;
-    ``gaps`` the sequence gaps seen (``missed`` the numbers they skipped). ``stale`` is true once
-    the feed has been silent past its ``stale_after_ms``.
+    ``gaps`` the sequence gaps seen (``missed`` the numbers they skipped); ``seq_resets`` the
+    times the vendor numbered again from the start. ``stale`` is true once the feed has given no
+    sign of life (an accepted tick, the same quote again, a heartbeat) for its
+    ``stale_after_ms``; ``last_message_ms`` is that last sign of life.
     """
 
     name: str
@@ -115,6 +117,7 @@ class VendorStatus(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
     reconnects: int
     rejects: dict[str, int]
     last_error: str | None = None
+    seq_resets: int = 0
 
 
 def tick_public(tick: Tick) -> dict[str, object]:

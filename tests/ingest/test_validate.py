@@ -95,3 +95,23 @@ def test_one_sequence_for_all_symbols_of_a_vendor() -> None:
     assert gaps == [0, 0, 0, 1]
     assert gate.check(t(seq=4, symbol="XPT-USD"))[0] is Verdict.DUPLICATE
     assert gate.check(t(seq=6, symbol="XPT-USD"))[0] is Verdict.ACCEPT  # first price after it
+
+
+def test_an_absurd_sequence_jump_is_rejected_and_does_not_freeze_the_symbol() -> None:
+    gate = Gate(Limits(max_seq_jump=1_000))
+    got = verdicts(gate, [t(seq=5), t(100.1, seq=9_000_000_000_000_000_000), t(100.2, seq=6)])
+    assert got == [
+        ("accept", ""),
+        ("reject", "seq jump"),
+        ("accept", ""),
+    ]
+
+
+def test_numbering_again_from_the_start_is_a_reset_not_a_run_of_duplicates() -> None:
+    gate = Gate(Limits(seq_reset_below=100, gapless=True))
+    assert gate.check(t(seq=50_000))[0] is Verdict.ACCEPT
+    assert gate.check(t(100.1, seq=49_950))[0] is Verdict.DUPLICATE  # re-sent, recent
+    verdict, _ = gate.check(t(100.2, seq=1))
+    assert (verdict, gate.reset, gate.gap) == (Verdict.ACCEPT, True, 0)
+    assert gate.check(t(100.3, seq=2))[0] is Verdict.ACCEPT
+    assert not gate.reset

@@ -157,3 +157,33 @@ async def test_a_refused_connection_is_retried_with_backoff() -> None:
         await eventually(lambda: any(not st.connected for st in h.statuses))
     assert "connection to" in str(feed.stats.last_error)
     assert not feed.stats.connected
+
+
+async def test_one_absurd_sequence_number_neither_freezes_the_price_nor_keeps_the_feed_fresh() -> (
+    None
+):
+    t = now_ms()
+    tick = m.coinbase_ticker
+    script: Script = [
+        SUBSCRIBED,
+        tick("BTC-USD", 100.0, 100.2, t, 10),
+        tick("BTC-USD", 100.1, 100.3, t + 1, 9_000_000_000_000_000_000),  # absurd
+        tick("BTC-USD", 100.2, 100.4, t + 2, 11),
+        tick("BTC-USD", 100.3, 100.5, t + 3, 12),
+        # then only re-sent numbers, for longer than the staleness limit
+        *[step for _ in range(40) for step in (tick("BTC-USD", 100.3, 100.5, t + 3, 12), 0.05)],
+        5.0,
+    ]
+    async with FakeWebsocket([script]) as server:
+        table = ws_vendor("cb", "coinbase", server.url, {"BTC-USD": "BTC-USD"},
+                          stale_after_ms=300, heartbeat_interval_ms=0)  # fmt: skip
+        async with collecting([table]) as h:
+            await eventually(lambda: len(h.ticks) == 3 and len(h.letters) == 1)
+            feed = h.feed("cb")
+            await eventually(lambda: feed.stats.duplicates >= 1)
+            await eventually(lambda: feed.status(now_ms()).stale)
+            assert feed.stats.duplicates < 40  # stale while re-sent numbers still arrive
+    assert [x.bid for x in h.ticks] == [100.0, 100.2, 100.3]
+    [letter] = h.letters
+    assert letter.reason.startswith("seq jump")
+    assert b"9000000000000000000" in letter.raw
