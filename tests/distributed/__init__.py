@@ -127,10 +127,13 @@ async def wait_running(
 class Cluster:
     """Role processes and their config for one test; see the package docstring."""
 
-    def __init__(self, tmp: Path, broker: KafkaBroker, mongo: MongoServer) -> None:
+    def __init__(
+        self, tmp: Path, broker: KafkaBroker, mongo: MongoServer, *, extra_toml: str = ""
+    ) -> None:
         self.tmp = tmp
         self.broker = broker
         self.mongo = mongo
+        self.extra_toml = extra_toml
         self.name = uuid.uuid4().hex[:8]
         self.processes: list[RoleProcess] = []
         self.config = tmp / "pricestream.toml"
@@ -141,7 +144,8 @@ class Cluster:
 
     def toml(self) -> str:
         n = self.name
-        return f"""
+        return (
+            f"""
 [server]
 host = "127.0.0.1"
 port = 0
@@ -161,7 +165,7 @@ session_timeout_ms = 2000
 kind = "mongo"
 mongo_uri = "{self.mongo.uri}"
 mongo_database = "ps{n}"
-timeout_ms = 2000
+timeout_ms = 10000
 
 [stream]
 grace_ms = {GRACE_MS}
@@ -170,6 +174,8 @@ flush_interval_ms = 100
 [simulator]
 enabled = false
 """
+            + self.extra_toml
+        )
 
     def start(self, role: str, label: str | None = None, **env: str) -> RoleProcess:
         label = label or f"{role}-{len(self.processes)}"
