@@ -3,7 +3,9 @@
 A request carries ``X-API-Key: KEY`` or ``Authorization: Bearer TOKEN``; a websocket (browsers
 cannot set headers on one) may instead send ``{"op":"auth","api_key":...}`` or
 ``{"op":"auth","token":...}``. Keys are compared by their SHA-256 digests in constant time and
-are never logged: errors name what is wrong, never the value.
+are never logged: errors name what is wrong, never the value. A key is compared as the bytes the
+client sent: aiohttp decodes header bytes that are not UTF-8 as lone surrogates, which encode back
+to those bytes, so a key that is not text is merely unknown (``AuthError``), never a crash.
 
 The JWT check is small enough to write here rather than add a dependency: the header must say
 ``"alg": "HS256"`` (anything else, ``none`` included, is refused), the signature is HMAC-SHA256
@@ -57,7 +59,7 @@ class Authenticator:
 
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
-        self._digests = [hashlib.sha256(k.encode()).digest() for k in config.api_keys]
+        self._digests = [_key_digest(k) for k in config.api_keys]
         self._secret = config.jwt_secret.encode()
 
     def is_private(self, symbol: str) -> bool:
@@ -68,7 +70,7 @@ class Authenticator:
         if not self.config.enabled:
             raise AuthError("this server accepts no credentials: set [auth] api_keys or jwt_secret")
         if api_key:
-            digest = hashlib.sha256(api_key.encode()).digest()
+            digest = _key_digest(api_key)
             # compare with every key, so the time taken does not tell which one nearly matched
             found = False
             for known in self._digests:
@@ -91,6 +93,16 @@ class Authenticator:
         if not api_key and not token:
             return None
         return self.who(api_key=api_key, token=token, now_s=now_s)
+
+
+def _key_digest(key: str) -> bytes:
+    """The SHA-256 of a key's bytes; the undecodable bytes of a header (surrogate escapes) are
+    put back as they came, and a key no bytes could have given is refused."""
+    try:
+        raw = key.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise AuthError("the API key is not text") from None
+    return hashlib.sha256(raw).digest()
 
 
 def unauthorized(message: str) -> web.HTTPUnauthorized:
@@ -131,7 +143,7 @@ def verify_hs256(
     if not secret:
         raise AuthError("tokens are not accepted: [auth] jwt_secret is not set")
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or not token.isascii():  # three base64url parts: ASCII only
         raise AuthError("the token is not a JWT (header.payload.signature)")
     try:
         header = orjson.loads(_b64decode(parts[0]))

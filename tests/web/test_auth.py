@@ -13,7 +13,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.web.live_server import LiveServer, live_server, recv, send
-from web.auth import AuthConfig, AuthError, b64encode, sign_hs256, verify_hs256
+from web.auth import (
+    AuthConfig,
+    Authenticator,
+    AuthError,
+    b64encode,
+    sign_hs256,
+    verify_hs256,
+)
 from web.live import LiveConfig
 
 SECRET = b"s" * 32
@@ -38,11 +45,29 @@ def test_a_valid_token_gives_its_claims() -> None:
         ("a.b", "not a JWT"),
         ("!!.??.##", "base64url"),
         (sign_hs256({"sub": "x"}, SECRET)[:-2] + "AA", "signature"),
+        ("\udcff.\udcfe.\udcfd", "not a JWT"),  # header bytes that are not UTF-8
+        (sign_hs256({"sub": "x"}, SECRET) + "\u00e9", "not a JWT"),
     ],
 )
 def test_a_bad_token_is_refused_with_the_reason(token: str, words: str) -> None:
     with pytest.raises(AuthError, match=words):
         verify_hs256(token, SECRET, now_s=NOW_S)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "words"),
+    [
+        ("\udcff", "unknown API key"),  # how aiohttp hands over the header byte 0xff
+        (KEY + "\udc80", "unknown API key"),
+        ("k-\u00fcn\u00efcode", "unknown API key"),
+        ("\ud800", "not text"),  # a lone surrogate no header bytes give
+    ],
+)
+def test_a_key_that_is_not_text_is_refused_not_a_crash(api_key: str, words: str) -> None:
+    auth = Authenticator(AuthConfig(api_keys=(KEY,)))
+    with pytest.raises(AuthError, match=words):
+        auth.who(api_key=api_key, token=None, now_s=NOW_S)
+    assert auth.who(api_key=KEY, token=None, now_s=NOW_S) == "api-key"
 
 
 @pytest.fixture

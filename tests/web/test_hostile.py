@@ -1,0 +1,127 @@
+"""Hostile requests (issue 12): bytes no client library would send, numbers past every limit, and
+requests that fail half-way. Each gets a 4xx that says what is wrong, never a 5xx, and leaves
+nothing behind in the hub.
+
+Headers go out byte for byte over a raw socket, since client libraries encode or refuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+
+from tests.web.live_server import LiveServer, live_server
+from web.auth import AuthConfig
+from web.live import LiveConfig
+
+KEY = "k-3f9a1c77e2b54d0e"
+UNICODE_KEY = "k-ünïcode-7"
+SECRET = "s" * 32
+GOLD, SILVER, PRIVATE = "ticks:XAU-USD", "ticks:XAG-USD", "ticks:XPD-USD"
+
+
+@dataclass
+class Answer:
+    status: int
+    head: bytes
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+async def raw_get(port: int, target: bytes, headers: bytes = b"") -> Answer:
+    """GET ``target`` with ``headers`` (CRLF-ended lines) sent exactly as given. The body is
+    read when the answer says how long it is (an event stream's never ends)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + b"\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        status = int(head.split(b" ", 2)[1])
+        length = re.search(rb"\r\ncontent-length: *([0-9]+)\r\n", head, re.IGNORECASE)
+        body = await asyncio.wait_for(reader.readexactly(int(length[1])), 5) if length else b""
+        return Answer(status, head, body)
+    finally:
+        writer.close()
+
+
+def upgrade_headers() -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\n"
+    )
+
+
+def port_of(server: LiveServer) -> int:
+    port = urlsplit(server.url).port
+    assert port is not None
+    return port
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
+    auth = AuthConfig(
+        api_keys=(KEY, UNICODE_KEY), jwt_secret=SECRET, private_symbols=frozenset({"XPD-USD"})
+    )
+    async with live_server(tmp_path, LiveConfig(), auth=auth) as s:
+        for symbol in ("XAU-USD", "XAG-USD", "XPD-USD"):
+            await s.ticks(range(1, 3), symbol=symbol)
+            await s.seq_reached(f"ticks:{symbol}", 2)
+        yield s
+
+
+# -- credentials that are not text ----------------------------------------------------------
+
+BAD_CREDENTIALS = [
+    pytest.param(b"X-API-Key: \xff", id="key-of-one-bad-byte"),
+    pytest.param(b"X-API-Key: k-\xc3\x28-\xed\xa0\x80", id="key-of-broken-utf8"),
+    pytest.param(b"X-API-Key: " + KEY.encode() + b"\x80", id="good-key-and-a-bad-byte"),
+    pytest.param(b"X-API-Key: " + UNICODE_KEY.encode("latin-1"), id="good-key-in-latin1"),
+    pytest.param(b"Authorization: Bearer \xff.\xfe.\xfd", id="token-of-bad-bytes"),
+    pytest.param(b"Authorization: B\xe9arer x.y.z", id="scheme-of-bad-bytes"),
+]
+
+
+@pytest.mark.parametrize("credential", BAD_CREDENTIALS)
+async def test_undecodable_credentials_are_a_401_never_a_5xx(
+    server: LiveServer, credential: bytes
+) -> None:
+    port, line = port_of(server), credential + b"\r\n"
+    for target in (
+        f"/api/v1/stream?channels={GOLD}",
+        "/api/v1/deadletters",
+        "/api/v1/symbols/XPD-USD/latest",
+    ):
+        got = await raw_get(port, target.encode(), line)
+        assert got.status == 401, (target, got)
+        assert re.search(rb"\r\nWWW-Authenticate: Bearer\r\n", got.head, re.IGNORECASE)
+        assert got.json()["error"]["status"] == 401
+    upgrade = await raw_get(port, b"/ws", line + upgrade_headers())
+    assert upgrade.status == 401, upgrade
+    # the symbol list is public: bad credentials count as none, and private symbols stay out
+    listing = await raw_get(port, b"/api/v1/symbols", line)
+    assert listing.status == 200, listing
+    assert [q["symbol"] for q in listing.json()] == ["XAG-USD", "XAU-USD"]
+    assert not server.hub.clients
+
+
+async def test_a_key_is_compared_as_the_bytes_sent(server: LiveServer) -> None:
+    port = port_of(server)
+    for key in (KEY.encode(), UNICODE_KEY.encode()):
+        got = await raw_get(port, b"/api/v1/symbols/XPD-USD/latest", b"X-API-Key: " + key + b"\r\n")
+        assert got.status == 200, (key, got)
+        assert got.json()["symbol"] == "XPD-USD"
+    got = await raw_get(port, b"/api/v1/deadletters", b"X-API-Key: \xff\xfe\r\n")
+    assert got.status == 401
+    assert "unknown API key" in got.json()["error"]["message"]
