@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4008
 MAX_HZ_LIMIT = 1_000.0
+#: the largest sequence number a client may send back: JavaScript's largest exact integer
+MAX_SEQ = 2**53 - 1
 WRITE_BATCH_MESSAGES = 64  # most messages one pump step writes to a socket at once
 SUBSCRIBE_KEYS = frozenset({"op", "channels", "since", "max_hz"})
 AUTH_KEYS = frozenset({"op", "api_key", "token"})
@@ -820,9 +822,12 @@ def parse_request(msg: object) -> Subscription:
         raise BadRequest("bad_message", "'channels' must be a list of channel names")
     since = msg.get("since", {})
     if not isinstance(since, dict) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in since.values()
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEQ for v in since.values()
     ):
-        raise BadRequest("bad_message", "'since' must map channel names to sequence numbers >= 0")
+        raise BadRequest(
+            "bad_message",
+            f"'since' must map channel names to sequence numbers from 0 to {MAX_SEQ}",
+        )
     max_hz = msg.get("max_hz")
     if max_hz is not None and (
         isinstance(max_hz, bool)

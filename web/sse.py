@@ -16,17 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 
 from aiohttp import web
 
 from web.auth import AuthError, unauthorized
 from web.keys import HUB
-from web.live import MAX_HZ_LIMIT, ChannelError, Client, Counters, Hub, LiveConfig
+from web.live import MAX_HZ_LIMIT, MAX_SEQ, ChannelError, Client, Counters, Hub, LiveConfig
 
 log = logging.getLogger(__name__)
 
 FORMAT = "channels=ticks:SYMBOL,candles:SYMBOL:RES"
+_SEQ = re.compile(f"[0-9]{{1,{len(str(MAX_SEQ))}}}")
 
 
 class SseClient(Client):
@@ -87,15 +89,17 @@ def parse_channels(raw: str | None, *, max_channels: int) -> list[str]:
 
 
 def parse_last_event_id(raw: str | None) -> dict[str, int]:
-    """``"ticks:XAU-USD=1041,candles:XAU-USD:1m=377"`` as ``{channel: seq}``."""
+    """``"ticks:XAU-USD=1041,candles:XAU-USD:1m=377"`` as ``{channel: seq}``; a seq is ASCII
+    digits up to ``MAX_SEQ`` (``str.isdigit`` and ``int`` take other digits, and any length)."""
     since: dict[str, int] = {}
     if not raw:
         return since
     for part in raw.split(","):
         channel, sep, seq = part.strip().rpartition("=")
-        if not sep or not channel or not seq.isdigit():
+        if not sep or not channel or not _SEQ.fullmatch(seq) or int(seq) > MAX_SEQ:
             raise web.HTTPBadRequest(
-                text=f"Last-Event-ID must be like 'ticks:XAU-USD=1041,...', got {raw[:60]!r}"
+                text=f"Last-Event-ID must be like 'ticks:XAU-USD=1041,...', each number 0 to "
+                f"{MAX_SEQ} in ASCII digits; the bad part: {part.strip()[:40]!r}"
             )
         since[channel] = int(seq)
     return since

@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
+from websockets.asyncio.client import connect
 
-from tests.web.live_server import LiveServer, live_server
+from tests.web.live_server import LiveServer, live_server, recv, send
 from web.auth import AuthConfig
 from web.live import LiveConfig
 
@@ -125,3 +126,63 @@ async def test_a_key_is_compared_as_the_bytes_sent(server: LiveServer) -> None:
     got = await raw_get(port, b"/api/v1/deadletters", b"X-API-Key: \xff\xfe\r\n")
     assert got.status == 401
     assert "unknown API key" in got.json()["error"]["message"]
+
+
+# -- sequence numbers that are not small ASCII numbers --------------------------------------
+
+BAD_SEQS = [
+    pytest.param(b"\xc2\xb2", id="superscript-two"),  # str.isdigit() says yes
+    pytest.param(b"\xd9\xa3", id="arabic-indic-three"),  # int() reads it as 3
+    pytest.param(b"9" * 5_000, id="5000-digits"),  # past Python's int string limit
+    pytest.param(b"99999999999999999999", id="past-64-bits"),  # past orjson's ints
+    pytest.param(str(2**53).encode(), id="past-2**53-1"),
+    pytest.param(b"-1", id="negative"),
+    pytest.param(b"+1", id="plus-sign"),
+    pytest.param(b"1_000", id="underscore"),
+    pytest.param(b"", id="empty"),
+]
+
+
+@pytest.mark.parametrize("seq", BAD_SEQS)
+@pytest.mark.parametrize("where", ["header", "query"])
+async def test_a_bad_last_event_id_is_a_400_naming_the_bad_part(
+    server: LiveServer, seq: bytes, where: str
+) -> None:
+    value = GOLD.encode() + b"=2," + SILVER.encode() + b"=" + seq
+    target = f"/api/v1/stream?channels={GOLD},{SILVER}".encode()
+    if where == "header":
+        got = await raw_get(port_of(server), target, b"Last-Event-ID: " + value + b"\r\n")
+    else:
+        query = b"&last_event_id=" + re.sub(rb"[^A-Za-z0-9:=,-]", _percent, value)
+        got = await raw_get(port_of(server), target + query)
+    assert got.status == 400, got
+    message = got.json()["error"]["message"]
+    assert "Last-Event-ID" in message
+    assert f"{SILVER}=" in message
+    assert f"{GOLD}=2" not in message  # the part that is wrong, not the whole id
+    assert len(message) < 300
+
+
+def _percent(match: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % match[0][0]
+
+
+@pytest.mark.parametrize(
+    ("since", "code"),
+    [
+        *[(str(n), "bad_message") for n in (2**53, 2**63, 2**64 - 1, 2**64)],
+        *[(text, "bad_message") for text in ("-1", "1.5", "true", '"7"')],
+        ("9" * 400, "bad_json"),  # orjson refuses a number it cannot hold
+    ],
+)
+async def test_a_websocket_since_out_of_range_is_a_protocol_error(
+    server: LiveServer, since: str, code: str
+) -> None:
+    subscribe = f'{{"op":"subscribe","channels":["{GOLD}"],"since":{{"{GOLD}":{since}}}}}'
+    async with connect(server.ws_url) as ws:
+        await ws.send(subscribe)  # by hand: orjson writes no int past 64 bits
+        await send(ws, {"op": "ping"})
+        error, pong = await recv(ws), await recv(ws)
+        assert (error["type"], error["code"], pong["type"]) == ("error", code, "pong")
+        assert code != "bad_message" or "since" in error["message"]
+        assert not server.hub.channels[GOLD].subscribers

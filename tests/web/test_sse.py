@@ -11,9 +11,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from tests.web.live_server import LiveServer, live_server
-from web.live import LiveConfig
+from web.live import MAX_SEQ, LiveConfig
+from web.sse import parse_last_event_id
 
 CH = "ticks:XAU-USD"
 
@@ -119,3 +121,47 @@ async def test_a_bad_stream_request_is_a_json_error(
         body = await resp.json()
         assert words in body["error"]["message"]
     assert not server.hub.clients
+
+
+@pytest.mark.parametrize(
+    ("raw", "since"),
+    [
+        (None, {}),
+        ("", {}),
+        (f"{CH}=0", {CH: 0}),
+        (f"{CH}=1041, candles:XAU-USD:1m=377", {CH: 1041, "candles:XAU-USD:1m": 377}),
+        (f"{CH}={MAX_SEQ}", {CH: MAX_SEQ}),
+        (f"{CH}=007", {CH: 7}),
+    ],
+)
+def test_last_event_id_parses_to_the_seq_of_each_channel(
+    raw: str | None, since: dict[str, int]
+) -> None:
+    assert parse_last_event_id(raw) == since
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"{CH}=\u00b2",  # str.isdigit() says yes
+        f"{CH}=\u0663",  # int() reads it as 3
+        f"{CH}=\uff17",  # a fullwidth 7
+        f"{CH}=" + "9" * 5_000,  # past Python's int string limit
+        f"{CH}={MAX_SEQ + 1}",
+        f"{CH}=99999999999999999999",
+        f"{CH}=-1",
+        f"{CH}=+1",
+        f"{CH}=1_0",
+        f"{CH}=1 0",
+        f"{CH}=",
+        "=5",
+        CH,
+        f"{CH}=1,,",
+    ],
+)
+def test_a_last_event_id_that_is_not_small_ascii_numbers_is_a_400(raw: str) -> None:
+    with pytest.raises(web.HTTPBadRequest) as refused:
+        parse_last_event_id(raw)
+    assert refused.value.text is not None
+    assert "the bad part" in refused.value.text
+    assert len(refused.value.text) < 300
