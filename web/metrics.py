@@ -68,7 +68,8 @@ METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry
 LIVE: web.AppKey[LiveCounters] = web.AppKey("live_counters", LiveCounters)
 HTTP: web.AppKey[HttpCounters] = web.AppKey("http_counters", HttpCounters)
 WORKER: web.AppKey[WorkerStats] = web.AppKey("worker_stats", WorkerStats)
-SENDER: web.AppKey[SenderStats] = web.AppKey("sender_stats", SenderStats)
+#: the outgoing buffers of the ingest role in this process (filled once the role starts)
+SENDERS: web.AppKey[list[SenderStats]] = web.AppKey("sender_stats", list)
 #: (who reads, topic) -> the bus consumer whose lag ``pricestream_bus_lag`` shows
 CONSUMERS: web.AppKey[dict[tuple[str, str], Consumer]] = web.AppKey("bus_consumers", dict)
 
@@ -80,6 +81,7 @@ def install(app: web.Application) -> CollectorRegistry:
     app[LIVE] = LiveCounters()
     app[HTTP] = HttpCounters()
     app[CONSUMERS] = {}
+    app[SENDERS] = []
     registry.register(PricestreamCollector(app))
     ProcessCollector(registry=registry)  # CPU seconds, resident memory, open files
     return registry
@@ -92,7 +94,7 @@ def watch_worker(app: web.Application, stats: WorkerStats) -> None:
 
 def watch_sender(app: web.Application, stats: SenderStats) -> None:
     """Expose ingest's outgoing buffer (held records, bus outages) on ``app``."""
-    app[SENDER] = stats
+    app[SENDERS].append(stats)
 
 
 def watch_consumer(app: web.Application, consumer: Consumer, *, reader: str, topic: str) -> None:
@@ -117,8 +119,7 @@ class PricestreamCollector(Collector):
         stats = app.get(WORKER)
         if stats is not None:
             yield from _worker(stats)
-        sender = app.get(SENDER)
-        if sender is not None:
+        for sender in app[SENDERS]:
             yield from _sender(sender)
         yield from _lags(app[CONSUMERS])
         hub = app.get(HUB)
