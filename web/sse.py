@@ -120,12 +120,22 @@ def parse_max_hz(raw: str | None) -> float | None:
 
 
 async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
-    """The event stream of the requested channels until the client goes away."""
+    """The event stream of the requested channels until the client goes away.
+
+    The parameters and credentials are checked before the hub is touched. From the moment the
+    client is registered, one ``finally`` undoes every subscription it made whatever fails (a
+    channel refused after others were taken, the store, the socket): a failed request leaves
+    nothing in the hub.
+    """
     config = hub.config
     channels = parse_channels(request.query.get("channels"), max_channels=config.max_channels)
     raw_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     since = parse_last_event_id(raw_id)
     max_hz = parse_max_hz(request.query.get("max_hz"))
+    try:
+        principal = hub.auth.from_headers(request.headers, now_s=time.time())
+    except AuthError as exc:
+        raise unauthorized(str(exc)) from None
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -135,22 +145,14 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
     )
     client = SseClient(request, resp, config, hub.counters)
     client.order = channels
-    try:
-        client.principal = hub.auth.from_headers(request.headers, now_s=time.time())
-    except AuthError as exc:
-        raise unauthorized(str(exc)) from None
-    try:
-        for channel in channels:
-            await hub.subscribe(client, channel, since=since.get(channel), max_hz=max_hz)
-    except ChannelError as exc:
-        hub.drop(client)
-        if exc.code == "unknown_symbol":
-            raise web.HTTPNotFound(text=str(exc)) from None
-        if exc.code == "unauthorized":
-            raise unauthorized(str(exc)) from None
-        raise web.HTTPBadRequest(text=str(exc)) from None
+    client.principal = principal
     hub.clients.add(client)
     try:
+        try:
+            for channel in channels:
+                await hub.subscribe(client, channel, since=since.get(channel), max_hz=max_hz)
+        except ChannelError as exc:
+            raise _refused(exc) from None
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
         await client.pump()
@@ -160,6 +162,14 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
         hub.drop(client)
         await client.finish()
     return resp
+
+
+def _refused(exc: ChannelError) -> web.HTTPException:
+    if exc.code == "unknown_symbol":
+        return web.HTTPNotFound(text=str(exc))
+    if exc.code == "unauthorized":
+        return unauthorized(str(exc))
+    return web.HTTPBadRequest(text=str(exc))
 
 
 async def stream(request: web.Request) -> web.StreamResponse:

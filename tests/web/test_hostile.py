@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import orjson
 import pytest
 from websockets.asyncio.client import connect
 
 from tests.web.live_server import LiveServer, live_server, recv, send
+from tests.web.raw_ws import RawWebSocket
 from web.auth import AuthConfig
 from web.live import LiveConfig
 
@@ -186,3 +188,87 @@ async def test_a_websocket_since_out_of_range_is_a_protocol_error(
         assert (error["type"], error["code"], pong["type"]) == ("error", code, "pong")
         assert code != "bad_message" or "since" in error["message"]
         assert not server.hub.channels[GOLD].subscribers
+
+
+# -- requests that fail half-way ------------------------------------------------------------
+
+
+def hub_is_empty(server: LiveServer) -> bool:
+    """No client registered and no channel with a subscriber."""
+    hub = server.hub
+    return not hub.clients and not any(ch.subscribers for ch in hub.channels.values())
+
+
+FAILING_STREAMS = [
+    # each fails after the first channel is subscribed, or would without checks up front
+    (f"channels={GOLD},{SILVER}&last_event_id={SILVER}=99999999999999999999", 400),
+    (f"channels={GOLD},{SILVER}&last_event_id={SILVER}=%C2%B2", 400),
+    (f"channels={GOLD},{SILVER}&last_event_id={SILVER}={'9' * 5_000}", 400),
+    (f"channels={GOLD},ticks:NOPE-USD", 404),
+    (f"channels={GOLD},{PRIVATE}", 401),
+    (f"channels={GOLD},quotes:XAU-USD", 400),
+    (f"channels={GOLD},candles:XAU-USD:2m", 400),
+    (f"channels={GOLD}&max_hz=0", 400),
+    ("channels=" + ",".join(f"ticks:X{i}" for i in range(65)), 400),
+]
+
+
+async def test_failed_event_streams_leave_nothing_in_the_hub(server: LiveServer) -> None:
+    assert hub_is_empty(server)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):
+            for query, status in FAILING_STREAMS:
+                async with http.get(f"{server.url}api/v1/stream?{query}") as resp:
+                    assert resp.status == status, query[:80]
+        await server.until(lambda: hub_is_empty(server))
+        # nothing left to fill: updates now reach no outbox
+        await server.ticks(range(3, 1_003))
+        await server.seq_reached(GOLD, 1_002)
+        assert hub_is_empty(server)
+        # and a stream that works holds its channels until a write finds the client gone
+        async with http.get(f"{server.url}api/v1/stream?channels={GOLD},{SILVER}") as resp:
+            assert resp.status == 200
+            await asyncio.wait_for(resp.content.readuntil(b'"type":"snapshot"'), 5)
+            await server.until(lambda: len(server.hub.channels[SILVER].subscribers) == 1)
+            assert len(server.hub.clients) == 1
+    loop = asyncio.get_running_loop()
+    deadline, seq = loop.time() + 10, 1_003
+    while not hub_is_empty(server):
+        assert loop.time() < deadline, "the stream's client is still in the hub"
+        await server.ticks(range(seq, seq + 1), symbol="XAG-USD")
+        seq += 1
+        await asyncio.sleep(0.01)
+
+
+async def test_a_websocket_that_fails_mid_subscribe_leaves_nothing_in_the_hub(
+    server: LiveServer,
+) -> None:
+    async with connect(server.ws_url) as ws:
+        await send(ws, {"op": "subscribe", "channels": [GOLD, "ticks:NOPE-USD", SILVER, "q:x"]})
+        got = [await recv(ws) for _ in range(4)]
+        assert [(m["type"], m.get("channel"), m.get("code")) for m in got] == [
+            ("snapshot", GOLD, None),
+            ("error", None, "unknown_symbol"),
+            ("snapshot", SILVER, None),
+            ("error", None, "bad_channel"),
+        ]
+        await ws.send(
+            f'{{"op":"subscribe","channels":["{PRIVATE}"],"since":{{"{PRIVATE}":{2**63}}}}}'
+        )
+        assert (await recv(ws))["code"] == "bad_message"
+        assert len(server.hub.clients) == 1
+        assert server.hub.channels[GOLD].subscribers == server.hub.channels[SILVER].subscribers
+        assert server.hub.channels[GOLD].subscribers == server.hub.clients
+    await server.until(lambda: hub_is_empty(server))
+
+
+async def test_a_websocket_cut_while_it_subscribes_leaves_nothing_in_the_hub(
+    server: LiveServer,
+) -> None:
+    for _ in range(5):
+        ws = await RawWebSocket.open(port_of(server))
+        ws.send_json({"op": "subscribe", "channels": [GOLD, "ticks:NOPE-USD", SILVER]})
+        transport = ws.writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()  # a reset, no close frame, while the server is still subscribing
+    await server.until(lambda: hub_is_empty(server))
