@@ -309,8 +309,9 @@ class StreamWorker:
                 pending[(symbol, candle.res, candle.start_ms)] = candle
             state = change.state
             self._pending_states[symbol] = SymbolState(
-                symbol, state.latest, state.watermark_ms, state.pos, dict(seqs), state.open
-            )
+                symbol, state.latest, state.watermark_ms, state.pos, dict(seqs), state.open,
+                self._partition.get(symbol, -1) if durable else -1,
+            )  # fmt: skip
             if tick_pairs or candle_pairs:
                 msg = encode_update_raw(symbol, tick_pairs, candle_pairs)
                 updates.append((symbol.encode(), msg))
@@ -420,6 +421,18 @@ class StreamWorker:
                 state = SymbolState(
                     symbol, state.latest, state.watermark_ms, -1, state.seqs, state.open
                 )
+            elif state is not None and state.partition not in (-1, partition):
+                # The symbol's ticks now come from another partition ([bus] partition_map
+                # changed): its stored position counts in the old one, and every tick of the
+                # new one is new to it.
+                log.warning(
+                    "%s moved from partition %d to %d: its position %d there does not apply",
+                    symbol, state.partition, partition, state.pos,
+                )  # fmt: skip
+                state = SymbolState(
+                    symbol, state.latest, state.watermark_ms, -1, state.seqs, state.open,
+                    partition,
+                )  # fmt: skip
             seqs = dict(state.seqs) if state is not None else {}
             ahead = self._published_ahead(partition, -1 if state is None else state.pos)
             if ahead:

@@ -111,7 +111,8 @@ class SymbolState(msgspec.Struct, frozen=True, gc=False):
 
     ``latest`` is the tick with the newest ``ts_ms`` seen, ``watermark_ms`` its time (the
     event-time clock of the symbol's windows), ``pos`` the bus position of the last tick
-    processed (-1 when the bus keeps no positions), ``seqs`` the last sequence number published
+    processed (-1 when the bus keeps no positions) in bus partition ``partition`` (-1: not
+    known, a state stored before it was recorded), ``seqs`` the last sequence number published
     per channel and ``open`` the candles that ticks can still change.
 
     The state is written after the candles of the same batch and in one piece (one row, one
@@ -124,6 +125,7 @@ class SymbolState(msgspec.Struct, frozen=True, gc=False):
     pos: int
     seqs: dict[str, int]
     open: list[Candle]
+    partition: int = -1
 
 
 class Store(Protocol):

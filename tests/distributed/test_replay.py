@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stream.consumer import StreamWorker
-from stream.contract import Positions, Record
+from stream.contract import Positions, Record, SymbolState
 from stream.windows import Windows
 from tests.distributed import GRACE_MS, Cluster, diff, make_ticks, reference
 from tests.services.kafka import KafkaBroker
@@ -91,5 +91,36 @@ async def test_records_replayed_after_a_crash_before_commit_are_not_counted_agai
         await second.consumer.close()
         assert second.stats.replayed > 0  # it did read records the first one had stored
         assert got == expected, diff(expected, got)
+    finally:
+        await cluster.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_symbol_moved_to_another_partition_is_not_skipped_as_a_replay(
+    tmp_path: Path, kafka_broker: KafkaBroker, mongo_server: MongoServer
+) -> None:
+    """A state stored from partition 3 at a high position (before ``partition_map`` moved the
+    symbol) must not make the worker skip the symbol's ticks in its new partition."""
+    cluster = Cluster(tmp_path, kafka_broker, mongo_server)
+    try:
+        ticks = [t for t in make_ticks(400, seed=6) if t.symbol == "XAU-USD"]
+        store = await cluster.store()
+        old = SymbolState("XAU-USD", None, ticks[0].ts_ms - 60_000, 1_000_000, {}, [], 3)
+        await store.write([], [old])
+        await cluster.publish(ticks, chunk=100, pause_s=0)
+        bus = await cluster.bus()
+        worker = await StreamWorker.open(bus, store=store, windows=Windows(grace_ms=GRACE_MS),
+                                         group=cluster.settings.bus.group)  # fmt: skip
+        task = asyncio.create_task(worker.run())
+        expected = {k: v for k, v in reference(ticks).items() if k[0] == "XAU-USD"}
+        got = await cluster.converge(expected, seconds=60)
+        worker.stop()
+        await task
+        await worker.consumer.close()
+        assert worker.stats.replayed == 0
+        assert got == expected, diff(expected, got)
+        state = await store.state("XAU-USD")
+        assert state is not None
+        assert state.partition == 0  # pinned by the default partition map
     finally:
         await cluster.close()
