@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -45,6 +45,8 @@ class ReplayCollector:
         fmt: str = "auto",
         batch: int = 1_000,
         progress: Progress | None = None,
+        clock_s: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.feed = feed
         self.path = path
@@ -52,12 +54,14 @@ class ReplayCollector:
         self.fmt = file_format(path, fmt)
         self.batch = batch
         self.progress = progress
+        self.clock_s = clock_s  # the pacing clock, in seconds (monotonic)
+        self.sleep = sleep
         self.done = asyncio.Event()
 
     async def run(self) -> None:
         feed = self.feed
         total = self.path.stat().st_size
-        started = time.monotonic()
+        started = self.clock_s()
         first_ts: int | None = None
         feed.connected(True)
         try:
@@ -106,11 +110,11 @@ class ReplayCollector:
         i = 0
         while i < len(good):
             due = started + (good[i].ts_ms - first_ts) / 1000 / self.speed
-            wait = due - time.monotonic()
+            wait = due - self.clock_s()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
             j = i + 1
-            now = time.monotonic()
+            now = self.clock_s()
             while j < len(good) and started + (good[j].ts_ms - first_ts) / 1000 / self.speed <= now:
                 j += 1
             recv_ms = feed.clock_ms()

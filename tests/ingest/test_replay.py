@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
 
-from ingest.config import CompositeConfig
+from ingest.collector import Feed, Publisher
+from ingest.composite import Composite
+from ingest.config import CompositeConfig, parse_vendors
+from ingest.replay import ReplayCollector
+from ingest.service import limits
+from stream.bus.memory import MemoryBus
+from stream.contract import TICKS, decode_tick
 from tests.ingest import messages as m
 from tests.ingest.fakes import FakePoll, eventually, http_server, now_ms
 from tests.ingest.harness import collecting
@@ -119,3 +126,54 @@ async def test_a_paced_replay_whose_batch_outlasts_the_staleness_limit_loses_not
     assert receipts == sorted(receipts)
     assert receipts[-1] - receipts[0] >= 3_000  # released over the file's own 4 s, not at once
     assert not h.letters
+
+
+class VirtualClock:
+    """Time that moves only when the replay sleeps: minutes of pacing run at once."""
+
+    def __init__(self, start_ms: int) -> None:
+        self.ms = start_ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    def now_s(self) -> float:
+        return self.ms / 1000
+
+    async def sleep(self, seconds: float) -> None:
+        self.ms += max(1, round(seconds * 1000))
+        await asyncio.sleep(0)
+
+
+async def test_a_speed_1_replay_whose_batch_takes_ten_minutes_loses_nothing(tmp_path: Path) -> None:
+    """The defaults: speed 1, the composite on, a 10 s staleness limit, batches of 1,000 lines;
+    the one batch takes ten (virtual) minutes to pace out, 60 times the limit."""
+    path = tmp_path / "tape.jsonl"
+    t0 = T0 + 3_600_000
+    rows = [{"symbol": "XAU-USD", "ts_ms": t0 + i * 600, "bid": 4000.0 + i / 100,
+             "ask": 4000.5 + i / 100} for i in range(1_000)]  # fmt: skip
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    [vendor] = parse_vendors([{"name": "tape", "kind": "replay", "path": str(path)}])
+    assert (vendor.speed, vendor.stale_after_ms) == (1.0, 10_000)
+    clock = VirtualClock(now_ms())
+    bus = MemoryBus()
+    ticks_in = await bus.consumer(TICKS, group="t")
+    publisher = Publisher(
+        await bus.producer(),
+        clock_ms=clock.now_ms,
+        composite=Composite(stale_after_ms={"tape": vendor.stale_after_ms}),
+    )
+    feed = Feed("tape", kind="replay", profile="jsonl", parse=None, publisher=publisher,
+                limits=limits(vendor, gapless=False), stale_after_ms=vendor.stale_after_ms,
+                clock_ms=clock.now_ms)  # fmt: skip
+    replay = ReplayCollector(feed, path=path, speed=vendor.speed, clock_s=clock.now_s,
+                             sleep=clock.sleep)  # fmt: skip
+    started_ms = clock.now_ms()
+    async with publisher.running():
+        await replay.run()
+    assert clock.now_ms() - started_ms >= 599_000  # ten minutes of pacing, one batch
+    got = [decode_tick(r.value) for r in await ticks_in.poll(max_records=2_000, timeout_ms=10)]
+    assert [(t.ts_ms, t.bid, t.vendor) for t in got] == [
+        (r["ts_ms"], r["bid"], "composite") for r in rows
+    ]
+    assert [t.recv_ms - started_ms for t in got] == [i * 600 for i in range(1_000)]
