@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -65,7 +66,12 @@ def write_atomically(path: Path, body: bytes) -> None:
 
 
 def serve_socket(sock: socket.socket, cache_dir: Path | None) -> None:
-    """``serve`` over one end of a socket pair."""
+    """``serve`` over one end of a socket pair.
+
+    A worker ignores SIGINT: a terminal's Ctrl-C reaches every process of its foreground group,
+    and the parent, which handles it, stops its workers itself (closing their sockets).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(Connection(sock.detach()), cache_dir)
 
 

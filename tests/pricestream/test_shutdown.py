@@ -8,10 +8,14 @@ on Kafka; these cover the all-in-one process and the render role, which need no 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import pty
 import re
+import select
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -135,3 +139,51 @@ async def test_the_render_role_stops_its_workers_on_sigterm(tmp_path: Path) -> N
             break
         await asyncio.sleep(0.1)
     assert not alive(workers), f"render processes left running: {alive(workers)}"
+
+
+def _read_pty(fd: int, until: float) -> bytes:
+    """What the terminal shows until the other side closes or ``until`` (monotonic) passes."""
+    out = b""
+    while time.monotonic() < until:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65_536)
+        except OSError:  # EIO: every process holding the terminal has exited
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_ctrl_c_in_a_terminal_stops_run_cleanly_without_a_traceback(tmp_path: Path) -> None:
+    """As a user's Ctrl-C does: SIGINT to the whole foreground process group of a terminal,
+    render workers included."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session of its own with the pty as its terminal
+        argv = [PYTHON, "-m", "pricestream", "run", "--port", "0", "--data-dir",
+                str(tmp_path / "data")]  # fmt: skip
+        os.execve(PYTHON, argv, env)
+    try:
+        shown = b""
+        deadline = time.monotonic() + 60
+        while b"is running" not in shown and time.monotonic() < deadline:
+            shown += _read_pty(fd, time.monotonic() + 0.5)
+        assert b"is running" in shown, shown.decode(errors="replace")[-3_000:]
+        time.sleep(1)  # the render workers are up and serving
+        os.killpg(os.getpgid(pid), signal.SIGINT)
+        shown += _read_pty(fd, time.monotonic() + 30)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        os.close(fd)
+    text = shown.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text[-3_000:]
+    assert "Traceback" not in text, text[-3_000:]
+    assert "KeyboardInterrupt" not in text, text[-3_000:]
+    assert "died" not in text, text[-3_000:]
+    assert "stopped" in text
