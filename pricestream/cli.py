@@ -98,7 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("symbols", nargs="+", metavar="SYMBOL", help="e.g. XAU-USD")
     tail.add_argument("--url", default="http://127.0.0.1:8080/", help="the service's address")
     tail.add_argument("--max-hz", type=float, help="at most this many lines a second per symbol")
-    tail.add_argument("--count", type=int, help="stop after this many updates")
+    tail.add_argument("--count", type=int, help="stop after printing this many lines")
+    tail.add_argument(
+        "--attempts",
+        type=int,
+        default=5,
+        help="give up after this many failed connection attempts in a row (default 5; 0: never)",
+    )
     for role in ROLES:
         one = sub.add_parser(
             role,
@@ -160,6 +166,8 @@ def _tail(args: argparse.Namespace) -> int:
         api_key=os.environ.get("PRICESTREAM_API_KEY"),
         token=os.environ.get("PRICESTREAM_TOKEN"),
         max_hz=args.max_hz,
+        max_attempts=args.attempts or None,
+        on_event=lambda text: print(f"pricestream tail: {text}", file=sys.stderr, flush=True),
     )
 
     async def follow() -> int:
@@ -169,10 +177,9 @@ def _tail(args: argparse.Namespace) -> int:
             if msg.get("type") not in ("snapshot", "update") or not isinstance(tick, dict):
                 continue
             print(format_tick(tick), flush=True)
-            if msg["type"] == "update":
-                shown += 1
-                if args.count is not None and shown >= args.count:
-                    return 0
+            shown += 1
+            if args.count is not None and shown >= args.count:
+                return 0
         return 0
 
     try:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,11 @@ class LiveClient:
         reconnect_min_ms: int = 250,
         reconnect_max_ms: int = 10_000,
         max_attempts: int | None = None,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.url = ws_url(url)
+        #: hears what the connection does, in words (connecting, connected, lost, retrying)
+        self.on_event = on_event or (lambda text: None)
         self.channels = list(dict.fromkeys(channels))
         self.max_hz = max_hz
         self.reconnect_min_ms = reconnect_min_ms
@@ -83,6 +86,8 @@ class LiveClient:
         """Every message, across reconnects, until the caller stops iterating."""
         failures = 0
         while True:
+            why = ""
+            self.on_event(f"connecting to {self.url}")
             try:
                 async with connect(self.url, additional_headers=self._headers) as ws:
                     self._ws = ws
@@ -90,24 +95,30 @@ class LiveClient:
                     failures = 0
                     self._resyncing.clear()
                     await self._subscribe(ws, self.channels)
+                    self.on_event(f"connected; following {', '.join(self.channels)}")
                     async for raw in ws:
                         msg = orjson.loads(raw)
                         if await self._accept(ws, msg):
                             yield msg
+                why = "the server closed the connection"
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 if status in (401, 403):
                     raise LiveError(f"the server refused the credentials ({status})") from exc
+                why = f"the server answered HTTP {status}"
                 log.warning("connect to %s: HTTP %d", self.url, status)
-            except (OSError, ConnectionClosed, TimeoutError) as exc:
+            except (OSError, ConnectionClosed, TimeoutError, InvalidURI, InvalidHandshake) as exc:
+                why = str(exc) or type(exc).__name__
                 log.info("connection to %s lost (%s); resuming", self.url, exc)
             finally:
                 self._ws = None
             failures += 1
             if self.max_attempts is not None and failures >= self.max_attempts:
-                raise LiveError(f"gave up on {self.url} after {failures} failed attempts")
+                raise LiveError(f"gave up on {self.url} after {failures} failed attempts: {why}")
             delay_ms = min(self.reconnect_max_ms, self.reconnect_min_ms * 2 ** (failures - 1))
-            await asyncio.sleep(delay_ms * random.uniform(0.5, 1.0) / 1000)
+            delay_ms *= random.uniform(0.5, 1.0)
+            self.on_event(f"cannot reach {self.url}: {why}; retrying in {delay_ms / 1000:.1f} s")
+            await asyncio.sleep(delay_ms / 1000)
 
     async def close(self) -> None:
         """Close the current connection (``messages`` reconnects unless the caller stops)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,29 @@ async def test_tail_prints_live_prices(service: Service) -> None:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     lines = out.decode().splitlines()
-    assert len(lines) == 4  # the snapshot, then 3 updates
+    assert len(lines) == 3  # the snapshot, then 2 updates
+    assert "connected; following ticks:XAU-USD" in err.decode()
     for line in lines:
         assert "XAU-USD" in line
         assert " bid " in line
         assert " price " in line
+
+
+async def test_tail_against_a_dead_address_says_it_is_connecting_and_why_it_gave_up() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pricestream", "tail", "XAU-USD", "--url",
+        f"http://127.0.0.1:{port}/", "--attempts", "2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert not out
+    assert f"connecting to ws://127.0.0.1:{port}/ws" in text
+    assert "cannot reach" in text
+    assert "retrying in" in text
+    assert "gave up" in text
+    assert "Connect call failed" in text or "refused" in text.lower(), text
