@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import importlib.metadata
 import os
 import signal
 import sys
@@ -59,11 +61,13 @@ environment (never on the command line, where other users can see them)."""
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricestream", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"pricestream {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = sub.add_parser(
         "run",
         help="run every role in one process (embedded bus and store, simulated feeds, web page)",
-        description="Run ingest, stream and web in one process on the embedded bus and store.",
+        description="Run ingest, stream, web and render in one process on the embedded bus and "
+        "store, with simulated metals feeds unless vendors are configured.",
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -121,8 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pricestream")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, with its usage, not the top-level one
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "tail":
         return _tail(args)
     overrides: dict[str, dict[str, object]] = {}
@@ -245,7 +260,12 @@ async def _run(settings: Settings, roles: tuple[str, ...]) -> int:
             settings, roles=roles, stop=stop, on_ready=ready, on_progress=_progress_bar()
         )
     except* OSError as group:  # the port is taken, the data dir is not writable, ...
-        failures += [f"cannot start: {exc}" for exc in group.exceptions]
+        for exc in group.exceptions:
+            hint = ""
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                hint = (f"; port {settings.server.port} is taken: choose another with --port "
+                        "(0 picks a free one)")  # fmt: skip
+            failures.append(f"cannot start: {exc}{hint}")
     except* PricestreamError as group:  # a role failed (the store, say): say which and why
         failures += [f"stopped: {exc}" for exc in group.exceptions]
     for failure in failures:

@@ -361,10 +361,12 @@ class Settings:
             settings = dataclasses.replace(settings, vendors=parse_vendors(vendor_tables))
         except VendorConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        settings.validate()
+        settings.validate(where)
         return settings
 
-    def validate(self) -> None:
+    def validate(self, where: Mapping[str, str] | None = None) -> None:
+        """Check every value; a ``ConfigError`` names the key, the rule, the value (secrets
+        aside) and, from ``where`` (key -> file, variable or command line), where it was set."""
         try:
             self.boundary  # noqa: B018 - parse to validate
         except ValueError as exc:
@@ -460,7 +462,15 @@ class Settings:
                 raise ConfigError(f"render.pregenerate: {path!r}: {exc}") from exc
         for key, ok, rule in checks:
             if not ok:
-                raise ConfigError(f"{key} {rule}")
+                raise ConfigError(self._bad(key, rule, where or {}))
+
+    def _bad(self, key: str, rule: str, where: Mapping[str, str]) -> str:
+        section, _, name = key.partition(".")
+        origin = f" (set in {where[key]})" if key in where else ""
+        if any(word in name for word in ("secret", "key", "password", "token")):
+            return f"{key} {rule}{origin}"  # never echo a secret
+        value = getattr(getattr(self, section, None), name, None)
+        return f"{key} {rule}, got {value!r}{origin}"
 
 
 def live_config(settings: Settings) -> LiveConfig:

@@ -86,6 +86,17 @@ def test_help_explains_the_commands() -> None:
     assert run.returncode == 0
     for flag in ("--host", "--port", "--data-dir", "--config", "PRICESTREAM_"):
         assert flag in run.stdout
+    assert "ingest, stream, web and render" in " ".join(run.stdout.split())
+    version = pricestream("--version")
+    assert version.returncode == 0
+    assert re.fullmatch(r"pricestream \d+\.\d+\.\d+\S*\n", version.stdout), version.stdout
+
+
+def test_an_unknown_option_is_refused_with_the_commands_own_usage() -> None:
+    result = pricestream("run", "--bogus")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: pricestream run ")
+    assert "pricestream run: error: unrecognized arguments: --bogus" in result.stderr
 
 
 def test_run_serves_the_api_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
@@ -122,6 +133,13 @@ def test_a_bad_setting_is_refused_with_the_key_named(tmp_path: Path) -> None:
     result = pricestream("run", "--config", str(config))
     assert result.returncode == 2
     assert "server.prot" in result.stderr
+    config.write_text("[stream]\ngrace_ms = -5\n")
+    result = pricestream("run", "--config", str(config))
+    assert result.returncode == 2
+    assert f"stream.grace_ms must be 0..3600000, got -5 (set in {config})" in result.stderr
+    result = pricestream("run", env={"PRICESTREAM_AUTH_JWT_SECRET": "short"})
+    assert "(set in environment variable PRICESTREAM_AUTH_JWT_SECRET)" in result.stderr
+    assert "short" not in result.stderr  # a secret is never echoed
 
 
 def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
@@ -132,6 +150,7 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         result = pricestream("run", "--port", str(port), "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "cannot start" in result.stderr
+    assert f"port {port} is taken: choose another with --port" in result.stderr
 
 
 @pytest.mark.parametrize("flag", ["--no-simulator"])
