@@ -1,7 +1,10 @@
 """Archives: records of a bus topic kept in the store, one shared loop.
 
 - ``DeadLetterArchive``: every rejected message from ``deadletter``, with its reason and raw
-  bytes (a record that is not a dead letter is kept too, as raw bytes with that reason).
+  bytes (a record that is not a dead letter is kept too, as raw bytes with that reason, at the
+  time the archive read it). On a durable bus (Kafka) each letter is keyed by its bus position,
+  so a batch written again after a crash before its commit is stored once; the in-process
+  bus's positions start again with the process, so its letters are stored without a key.
 - ``TickArchive``: the optional raw tick archive (``[storage] tick_archive``). It reads
   ``ticks`` as its own consumer group, so it neither slows nor depends on the stream workers;
   a tick archived twice after a restart is stored once (the store keys ticks by ``tick_key``).
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from stream.contract import (
     Consumer,
@@ -27,6 +32,10 @@ from stream.contract import (
 from stream.retry import while_unavailable
 
 log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class Archive:
@@ -61,8 +70,16 @@ class Archive:
 
 
 class DeadLetterArchive(Archive):
-    def __init__(self, *, consumer: Consumer, store: Store, max_batch: int = 1_000) -> None:
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        store: Store,
+        max_batch: int = 1_000,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
         super().__init__(consumer=consumer, store=store, max_batch=max_batch)
+        self.clock_ms = clock_ms
 
     async def keep(self, records: list[Record]) -> int:
         letters = []
@@ -70,11 +87,14 @@ class DeadLetterArchive(Archive):
             try:
                 letters.append(decode_deadletter(rec.value))
             except DecodeError as exc:
-                letters.append(
-                    DeadLetter(f"undecodable dead letter: {exc}", rec.topic, 0, rec.value)
-                )
+                why = f"undecodable dead letter: {exc}"
+                letters.append(DeadLetter(why, rec.topic, self.clock_ms(), rec.value))
+        keys = None
+        if self.consumer.durable:
+            keys = [f"{rec.topic}:{rec.partition}:{rec.offset}" for rec in records]
         await while_unavailable(
-            f"write of {len(letters)} dead letters", lambda: self.store.add_deadletters(letters)
+            f"write of {len(letters)} dead letters",
+            lambda: self.store.add_deadletters(letters, keys=keys),
         )
         log.debug("archived %d dead letters", len(letters))
         return len(letters)

@@ -177,10 +177,21 @@ class Store(Protocol):
         ``limit`` when more match)."""
         ...
 
-    async def add_deadletters(self, letters: Sequence[DeadLetter]) -> None: ...
+    async def add_deadletters(
+        self, letters: Sequence[DeadLetter], *, keys: Sequence[str | None] | None = None
+    ) -> None:
+        """Keep dead letters: the newest ``max_deadletters`` (by ``ts_ms``) given at open.
+
+        ``keys``, one per letter when given, makes the write idempotent: a letter whose key is
+        stored already is not stored again (the archive keys a letter by its bus position, so a
+        replayed batch is kept once). A letter without a key is always stored. Raises
+        ``ValueError`` when ``keys`` is not as long as ``letters``.
+        """
+        ...
 
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
-        """The newest dead letters, newest first."""
+        """The newest dead letters, newest first (``ts_ms`` descending; letters of the same
+        ``ts_ms`` in an order of the store's that never changes)."""
         ...
 
     async def purge(self, now_ms: int) -> int:

@@ -10,6 +10,12 @@ Collections, created with their indexes by ``open``:
   ``SymbolState``), written after the candles of the same batch.
 - ``quotes``: the latest tick per symbol, for readers that want just the price.
 - ``deadletters``: rejected input with reason and raw bytes, newest ``max_deadletters`` kept.
+  Each document's ``_id`` and ``key`` are the letter's key: the one the archive gives (its bus
+  position; inserted only if absent, so a replayed letter is stored once), or a fresh id for a
+  letter without one.
+  Newest first is ``(ts_ms, key)`` descending (index ``newest_first``): ``key`` rather than
+  ``_id``, which is an ObjectId in letters stored before keys, and ObjectIds and strings do not
+  compare. ``open`` gives such older letters their ``key`` (their ``_id`` as text).
 - ``ticks`` (only with ``tick_archive_ms``): the raw tick archive, one document per tick keyed
   by ``tick_key``, each removed by a TTL index ``tick_archive_ms`` after its time.
 
@@ -29,7 +35,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReplaceOne
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
@@ -60,6 +67,10 @@ READ_PREFERENCES: dict[str, _ServerMode] = {
 
 _CANDLE_FIELDS = Candle.__struct_fields__
 _NOT_ID = {"_id": False, "expire_at": False}
+_NEWEST_FIRST = [("ts_ms", DESCENDING), ("key", DESCENDING)]
+_OLDEST_FIRST = [("ts_ms", ASCENDING), ("key", ASCENDING)]
+#: Letters stored before keys are given theirs this many per call.
+_KEYING_BATCH = 1_000
 
 
 def _at(ms: int) -> dt.datetime:
@@ -135,6 +146,7 @@ class MongoStore:
         )
         try:
             await store._run("index creation", store._create_indexes)
+            await store._key_old_letters()
         except BaseException:
             await client.close()
             raise
@@ -147,11 +159,36 @@ class MongoStore:
             name="candle_key",
         )
         await self._candles.create_index("expire_at", expireAfterSeconds=0, name="retention")
-        await self._letters.create_index([("ts_ms", DESCENDING)], name="newest")
+        await self._letters.create_index(_NEWEST_FIRST, name="newest_first")
         if self.tick_archive_ms is not None:
             await self._ticks.create_index([("symbol", ASCENDING), ("ts_ms", ASCENDING)],
                                            name="by_time")  # fmt: skip
             await self._ticks.create_index("expire_at", expireAfterSeconds=0, name="retention")
+
+    async def _key_old_letters(self) -> None:
+        """Give the letters stored before keys their ``key``: their ``_id`` as text.
+
+        A batch per call (each bounded by ``timeout_ms``); any number of processes may do it at
+        once, as they set the same values.
+        """
+        missing = {"key": {"$exists": False}}
+
+        async def count() -> int:
+            return await self._letters.count_documents(missing)
+
+        async def key_some() -> int:
+            docs = await self._letters.find(missing, {"_id": True}).limit(_KEYING_BATCH).to_list()
+            ops = [UpdateOne({"_id": d["_id"]}, {"$set": {"key": str(d["_id"])}}) for d in docs]
+            if ops:
+                await self._letters.bulk_write(ops, ordered=False)
+            return len(ops)
+
+        left = await self._run("count of dead letters without a key", count)
+        if left:
+            log.info("giving %d dead letters stored before keys their key", left)
+        for _ in range(-(-left // _KEYING_BATCH)):  # no more rounds than there were letters
+            if not await self._run("keying of dead letters stored before keys", key_some):
+                break
 
     async def _run(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` within ``timeout_ms`` overall; unreachable or silent: ``StoreUnavailable``."""
@@ -293,17 +330,30 @@ class MongoStore:
         except msgspec.ValidationError as exc:
             raise StoreError(f"mongodb archived tick of {symbol} is not valid: {exc}") from exc
 
-    async def add_deadletters(self, letters: Sequence[DeadLetter]) -> None:
+    async def add_deadletters(
+        self, letters: Sequence[DeadLetter], *, keys: Sequence[str | None] | None = None
+    ) -> None:
+        if keys is None:
+            keys = [None] * len(letters)
+        elif len(keys) != len(letters):
+            raise ValueError(f"{len(keys)} keys for {len(letters)} dead letters")
         if not letters:
             return
-        ops = [InsertOne({"reason": d.reason, "source": d.source, "ts_ms": d.ts_ms, "raw": d.raw})
-               for d in letters]  # fmt: skip
+        ops: list[InsertOne[Doc] | UpdateOne] = []
+        for d, key in zip(letters, keys, strict=True):
+            doc = {"reason": d.reason, "source": d.source, "ts_ms": d.ts_ms, "raw": d.raw}
+            if key is None:
+                ident = str(ObjectId())
+                ops.append(InsertOne({"_id": ident, "key": ident, **doc}))
+            else:  # stored once: a letter already there is left as it is
+                doc["key"] = key
+                ops.append(UpdateOne({"_id": key}, {"$setOnInsert": doc}, upsert=True))
 
         async def write() -> None:
             await self._letters.bulk_write(ops, ordered=True)
             excess = await self._letters.count_documents({}) - self.max_deadletters
             if excess > 0:
-                oldest = self._letters.find({}, {"_id": True}).sort("_id", ASCENDING)
+                oldest = self._letters.find({}, {"_id": True}).sort(_OLDEST_FIRST)
                 ids = [d["_id"] for d in await oldest.limit(excess).to_list()]
                 await self._letters.delete_many({"_id": {"$in": ids}})
 
@@ -311,7 +361,7 @@ class MongoStore:
 
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
         async def read() -> list[Doc]:
-            cursor = self._letters_read.find({}).sort("_id", DESCENDING)
+            cursor = self._letters_read.find({}).sort(_NEWEST_FIRST)
             return await cursor.limit(limit).to_list()
 
         docs = await self._run("read of dead letters", read)

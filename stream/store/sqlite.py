@@ -3,6 +3,10 @@
 SQLite's own API is blocking, so every call runs on a single dedicated thread that owns the
 connection; the event loop never waits on disk. The journal is WAL with ``synchronous=FULL``:
 once ``write`` returns, the batch survives a crash of the process or the machine.
+
+Dead letters are rows ordered by ``(ts_ms, id)``; a keyed letter (see ``Store.add_deadletters``)
+carries its ``key``, unique, so a replayed one is not stored again. ``open`` adds the ``key``
+column to a file made before it existed.
 """
 
 from __future__ import annotations
@@ -38,9 +42,16 @@ CREATE TABLE IF NOT EXISTS ticks (
 CREATE INDEX IF NOT EXISTS ticks_by_time ON ticks (symbol, ts_ms);
 CREATE TABLE IF NOT EXISTS deadletters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    reason TEXT NOT NULL, source TEXT NOT NULL, ts_ms INTEGER NOT NULL, raw BLOB NOT NULL
+    reason TEXT NOT NULL, source TEXT NOT NULL, ts_ms INTEGER NOT NULL, raw BLOB NOT NULL,
+    key TEXT
 );
 """
+
+#: After ``_SCHEMA`` and the migration that adds ``deadletters.key`` to an older file.
+_DEADLETTER_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS deadletters_by_key ON deadletters (key)",  # NULLs apart
+    "CREATE INDEX IF NOT EXISTS deadletters_newest ON deadletters (ts_ms, id)",
+)
 
 _UPSERT_CANDLE = """
 INSERT INTO candles VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
@@ -105,6 +116,18 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(_SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")  # another process opening the same file waits
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(deadletters)")}
+            if "key" not in columns:
+                conn.execute("ALTER TABLE deadletters ADD COLUMN key TEXT")
+                log.info("%s: added the key column to the dead letters", self.path)
+            for statement in _DEADLETTER_INDEXES:
+                conn.execute(statement)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         self._conn = conn
 
     async def _run(self, what: str, fn: Callable[[], T]) -> T:
@@ -215,21 +238,34 @@ class SqliteStore:
 
         return await self._run(f"read of {symbol} archived ticks", read)
 
-    async def add_deadletters(self, letters: Sequence[DeadLetter]) -> None:
-        rows = [(d.reason, d.source, d.ts_ms, d.raw) for d in letters]
+    async def add_deadletters(
+        self, letters: Sequence[DeadLetter], *, keys: Sequence[str | None] | None = None
+    ) -> None:
+        if keys is None:
+            keys = [None] * len(letters)
+        elif len(keys) != len(letters):
+            raise ValueError(f"{len(keys)} keys for {len(letters)} dead letters")
+        rows = [(d.reason, d.source, d.ts_ms, d.raw, k) for d, k in zip(letters, keys, strict=True)]
         if not rows:
             return
 
         def write() -> None:
             db = self._db
             db.execute("BEGIN")
-            db.executemany(
-                "INSERT INTO deadletters (reason, source, ts_ms, raw) VALUES (?,?,?,?)", rows
-            )
-            db.execute(
-                "DELETE FROM deadletters WHERE id <= (SELECT MAX(id) FROM deadletters) - ?",
-                (self.max_deadletters,),
-            )
+            try:
+                db.executemany(
+                    "INSERT INTO deadletters (reason, source, ts_ms, raw, key) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    rows,
+                )
+                db.execute(
+                    "DELETE FROM deadletters WHERE id IN (SELECT id FROM deadletters"
+                    " ORDER BY ts_ms DESC, id DESC LIMIT -1 OFFSET ?)",
+                    (self.max_deadletters,),
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             db.execute("COMMIT")
 
         await self._run(f"write of {len(rows)} dead letters", write)
@@ -237,7 +273,8 @@ class SqliteStore:
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
         def read() -> list[DeadLetter]:
             rows = self._db.execute(
-                "SELECT reason, source, ts_ms, raw FROM deadletters ORDER BY id DESC LIMIT ?",
+                "SELECT reason, source, ts_ms, raw FROM deadletters"
+                " ORDER BY ts_ms DESC, id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
             return [DeadLetter(r[0], r[1], r[2], bytes(r[3])) for r in rows]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -14,7 +17,11 @@ from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
 from tests.services.mongo import MongoServer
 
-Opener = Callable[[Path], Awaitable[Store]]
+
+class Opener(Protocol):
+    def __call__(self, tmp: Path, *, max_deadletters: int = 100_000) -> Awaitable[Store]: ...
+
+
 RETENTION: dict[str, int | None] = {"1m": DAY_MS, "1d": None}
 
 #: 2100-01-01: candle times far enough ahead that MongoDB's TTL monitor never removes them while
@@ -26,19 +33,26 @@ T0 = 4_102_444_800_000
 def opener(request: pytest.FixtureRequest) -> Opener:
     if request.param == "sqlite":
 
-        async def sqlite(tmp: Path) -> Store:
+        async def sqlite(tmp: Path, *, max_deadletters: int = 100_000) -> Store:
             return await SqliteStore.open(
-                tmp / "store.db", retention_ms=RETENTION, tick_archive_ms=DAY_MS
+                tmp / "store.db",
+                retention_ms=RETENTION,
+                tick_archive_ms=DAY_MS,
+                max_deadletters=max_deadletters,
             )
 
         return sqlite
     server: MongoServer = request.getfixturevalue("mongo_server")
 
-    async def mongo(tmp: Path) -> Store:
+    async def mongo(tmp: Path, *, max_deadletters: int = 100_000) -> Store:
         # One database per test directory: reopening the same directory finds the same data.
         database = "t" + hashlib.sha1(str(tmp).encode()).hexdigest()[:16]
         return await MongoStore.open(
-            server.uri, database=database, retention_ms=RETENTION, tick_archive_ms=DAY_MS
+            server.uri,
+            database=database,
+            retention_ms=RETENTION,
+            tick_archive_ms=DAY_MS,
+            max_deadletters=max_deadletters,
         )
 
     return mongo
@@ -167,6 +181,80 @@ async def test_dead_letters_keep_reason_source_and_raw_bytes_newest_first(store:
     await store.add_deadletters(letters)
     got = await store.deadletters(limit=2)
     assert got == [letters[2], letters[1]]
+
+
+def letter(i: int, *, reason: str = "late", source: str = "vendor:x") -> DeadLetter:
+    return DeadLetter(f"{reason}: {i}", source, T0 + i, b"raw %d" % i)
+
+
+async def test_the_same_keyed_letter_written_twice_is_stored_once(store: Store) -> None:
+    letters = [letter(i) for i in range(3)]
+    keys = [f"deadletter:0:{i}" for i in range(3)]
+    await store.add_deadletters(letters[:2], keys=keys[:2])
+    await store.add_deadletters(letters, keys=keys)  # a replay of two, and one new
+    assert await store.deadletters(limit=10) == letters[::-1]
+
+
+async def test_letters_without_a_key_are_stored_every_time(store: Store) -> None:
+    await store.add_deadletters([letter(0), letter(1)], keys=["deadletter:0:0", None])
+    await store.add_deadletters([letter(1)])
+    await store.add_deadletters([letter(0), letter(1)], keys=["deadletter:0:0", None])
+    assert await store.deadletters(limit=10) == [letter(1)] * 3 + [letter(0)]
+
+
+async def test_keys_go_one_to_one_with_the_letters(store: Store) -> None:
+    with pytest.raises(ValueError, match="2 keys for 1 dead letters"):
+        await store.add_deadletters([letter(0)], keys=["deadletter:0:0", "deadletter:0:1"])
+    assert await store.deadletters() == []
+
+
+async def test_dead_letters_are_newest_first_by_their_time_not_by_when_stored(
+    store: Store,
+) -> None:
+    await store.add_deadletters([letter(5), letter(1)])
+    await store.add_deadletters([letter(3)], keys=["deadletter:0:9"])
+    assert await store.deadletters(limit=10) == [letter(5), letter(3), letter(1)]
+
+
+async def test_only_the_newest_max_deadletters_by_time_are_kept(
+    opener: Opener, tmp_path: Path
+) -> None:
+    store = await opener(tmp_path, max_deadletters=3)
+    try:
+        await store.add_deadletters([letter(4), letter(0), letter(2)], keys=["a", "b", None])
+        await store.add_deadletters([letter(1), letter(3)])
+        assert await store.deadletters(limit=10) == [letter(4), letter(3), letter(2)]
+    finally:
+        await store.close()
+
+
+#: ``deadletters`` as SQLite files made before letters had keys hold it.
+SQLITE_DEADLETTERS_BEFORE_KEYS = """
+CREATE TABLE deadletters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    reason TEXT NOT NULL, source TEXT NOT NULL, ts_ms INTEGER NOT NULL, raw BLOB NOT NULL
+);
+"""
+
+
+async def test_sqlite_adds_the_key_column_to_a_file_made_before_keys(tmp_path: Path) -> None:
+    """SQLite only: the MongoDB store's counterpart is in ``test_store_mongo.py``."""
+    path = tmp_path / "old.db"
+    old = letter(0)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(SQLITE_DEADLETTERS_BEFORE_KEYS)
+        db.execute(
+            "INSERT INTO deadletters (reason, source, ts_ms, raw) VALUES (?,?,?,?)",
+            (old.reason, old.source, old.ts_ms, old.raw),
+        )
+        db.commit()
+    for _ in range(2):  # the second open finds the column there
+        store = await SqliteStore.open(path)
+        try:
+            await store.add_deadletters([letter(1)], keys=["deadletter:0:1"])
+            assert await store.deadletters(limit=10) == [letter(1), old]
+        finally:
+            await store.close()
 
 
 def raw_tick(i: int, *, symbol: str = "XAU-USD") -> Tick:

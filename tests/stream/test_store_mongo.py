@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.contract import Candle, StoreUnavailable, SymbolState, Tick
+from stream.contract import Candle, DeadLetter, StoreUnavailable, SymbolState, Tick
 from stream.contract.resolutions import DAY_MS, MINUTE_MS
 from stream.retry import while_unavailable
 from stream.store.mongo import MongoStore
@@ -68,6 +68,31 @@ async def test_quotes_hold_the_latest_tick_per_symbol_for_plain_readers(store: M
         2400.1, 2400.5, 2400.3, "sim-alpha",
     )  # fmt: skip
     assert quote["ts_ms"] == T0
+
+
+async def test_letters_stored_before_keys_get_theirs_at_open_and_sort_with_keyed_ones(
+    mongo_server: MongoServer,
+) -> None:
+    """They have ObjectId ``_id``s, which do not compare with the keyed letters' strings."""
+    database = f"k{uuid.uuid4().hex[:12]}"
+    old = [DeadLetter("late", "vendor:x", T0 + i, b"old %d" % i) for i in range(3)]
+    client = mongo_server.client()
+    try:
+        collection = client.get_database(database).get_collection("deadletters")
+        await collection.insert_many(
+            [{"reason": d.reason, "source": d.source, "ts_ms": d.ts_ms, "raw": d.raw} for d in old]
+        )
+        store = await MongoStore.open(mongo_server.uri, database=database, max_deadletters=3)
+        try:
+            docs = await collection.find({}).to_list()
+            assert sorted(d["key"] for d in docs) == sorted(str(d["_id"]) for d in docs)
+            new = DeadLetter("late", "vendor:x", T0 + 5, b"new")
+            await store.add_deadletters([new], keys=["deadletter:0:0"])
+            assert await store.deadletters(limit=10) == [new, old[2], old[1]]  # the oldest trimmed
+        finally:
+            await store.close()
+    finally:
+        await client.close()
 
 
 async def test_reads_use_the_configured_read_preference(store: MongoStore) -> None:
