@@ -45,6 +45,8 @@ from stream.sender import Item, Sender
 
 log = logging.getLogger(__name__)
 
+HISTORY_CHUNK = 2_000  # simulated history ticks handed to the feed at a time
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -398,6 +400,19 @@ class SimulatorCollector:
         )
         self.feed.connected(True)
         try:
+            history = self.simulator.history()
+            if history:
+                symbols = sorted({t.symbol for t in history})
+                log.info(
+                    "simulator: %d ticks of simulated history (%.0f days) for %s",
+                    len(history), (history[-1].ts_ms - history[0].ts_ms) / 86_400_000,
+                    ", ".join(symbols),
+                )  # fmt: skip
+                for i in range(0, len(history), HISTORY_CHUNK):
+                    await self.feed.receive_ticks(history[i : i + HISTORY_CHUNK])
+            if self.simulator.continued:
+                log.info("simulator: %s continue from their stored prices",
+                         ", ".join(sorted(self.simulator.continued)))  # fmt: skip
             while True:
                 await asyncio.sleep(self.interval_ms / 1000)
                 ticks = self.simulator.advance(self.clock_ms())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.collector import Backoff, Feed, Publisher, SimulatorCollector, now_ms, report_status
@@ -97,7 +97,11 @@ def build(
     progress: Progress | None = None,
     status_interval_ms: int = 1_000,
     clock_ms: Callable[[], int] = now_ms,
+    sim_prices: Mapping[str, float] | None = None,
 ) -> Ingest:
+    """``sim_prices``: the latest stored price per symbol, where the simulator continues; the
+    metals not in it get simulated history. None: nothing is known of the store (a separate
+    ingest process), so no history either."""
     stale = {v.name: v.stale_after_ms for v in vendors}
     for v in vendors:
         if v.kind == "simulator":
@@ -124,7 +128,8 @@ def build(
                 stale_after_ms=v.stale_after_ms,
                 clock_ms=clock_ms,
             )  # fmt: skip
-            sim = Simulator(rate_hz=v.rate_hz, seed=v.seed, start_ms=clock_ms())
+            sim = Simulator(rate_hz=v.rate_hz, seed=v.seed, start_ms=clock_ms(),
+                            prices=sim_prices, backfill=sim_prices is not None)  # fmt: skip
             run = SimulatorCollector(sim, feed, interval_ms=v.interval_ms, clock_ms=clock_ms).run
         elif v.kind == "replay":
             feed = Feed(

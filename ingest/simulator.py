@@ -3,7 +3,8 @@
 Each metal's true price is a geometric random walk with its own annual volatility. Several
 simulated vendors quote it: ticks arrive at random (Poisson) times, each vendor quotes with its
 own small bias and noise and its own spread, and one vendor now and then stalls (goes silent for
-a few seconds), as real feeds do.
+a few seconds), as real feeds do. A metal with no stored price gets 90 days of simulated history
+first (``Simulator.history``); one with a stored price continues from it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stream.contract import Tick
@@ -44,6 +46,13 @@ METALS: tuple[Metal, ...] = (
     Metal("XPD-USD", 1_420.0, 0.32, 2.80),
 )
 
+#: simulated history before the first live tick: (how far back, one quote every), sparse far back
+HISTORY: tuple[tuple[int, int], ...] = (
+    (3_600_000, 2_000),  # the last hour: every 2 s
+    (86_400_000, 20_000),  # the last day: every 20 s
+    (90 * 86_400_000, 1_200_000),  # the last 90 days: every 20 minutes
+)
+
 VENDORS: tuple[SimVendor, ...] = (
     SimVendor("sim-alpha"),
     SimVendor("sim-beta", bias_bp=0.6, noise_bp=0.3, spread_factor=1.2),
@@ -62,14 +71,25 @@ class Simulator:
         rate_hz: float = 4.0,
         seed: int = 1,
         start_ms: int,
+        prices: Mapping[str, float] | None = None,
+        backfill: bool = False,
     ) -> None:
+        """``prices``: where each metal's walk starts, by symbol (the latest stored price, so a
+        restart continues where the last run stopped); a metal not in it starts at its own.
+        ``backfill``: ``history`` simulates the past of the metals not in ``prices`` (only for
+        a process that knows what is stored; without it, history would be published again on
+        every start)."""
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
         self.metals = metals
         self.vendors = vendors
         self.rate_hz = rate_hz
+        self.seed = seed
+        self.start_ms = start_ms
+        self.continued = {m.symbol for m in metals if prices and m.symbol in prices}
+        self.backfill = backfill
         self._rng = random.Random(seed)
-        self._price = [m.price for m in metals]
+        self._price = [(prices or {}).get(m.symbol, m.price) for m in metals]
         self._price_ms = [start_ms] * len(metals)
         self._stalled_until = [start_ms] * len(vendors)
         self._seq = [0] * len(vendors)
@@ -77,6 +97,41 @@ class Simulator:
         for v in range(len(vendors)):
             for m in range(len(metals)):
                 heapq.heappush(self._events, (start_ms + self._gap_ms(), v, m))
+
+    def history(self) -> list[Tick]:
+        """Simulated history before ``start_ms`` for every metal that did not continue from a
+        stored price, in time order, and the live walk moved on to where it ends.
+
+        Deterministic for the seed and ``start_ms``: ``HISTORY`` says how far back and how
+        dense (sparse far back, dense near now), so every resolution has candles at once. The
+        ticks come from the first simulated vendor and are stamped as received when quoted.
+        """
+        if not self.backfill:
+            return []
+        rng = random.Random(f"history:{self.seed}")
+        vendor = self.vendors[0]
+        end = self.start_ms
+        times: list[int] = []
+        for back_ms, step_ms in HISTORY:
+            start = end - back_ms
+            stop = times[0] if times else end
+            times = list(range(start - start % step_ms, stop, step_ms)) + times
+        out: list[Tick] = []
+        for m, metal in enumerate(self.metals):
+            if metal.symbol in self.continued:
+                continue
+            price, at = metal.price, times[0]
+            for ts in times:
+                sigma = metal.vol_annual * math.sqrt(max(ts - at, 1) / YEAR_MS)
+                price *= math.exp(rng.gauss(-0.5 * sigma * sigma, sigma))
+                at = ts
+                half = metal.spread * vendor.spread_factor / 2
+                bid, ask = round(price - half, metal.decimals), round(price + half, metal.decimals)
+                mid = round((bid + ask) / 2, metal.decimals + 1)
+                out.append(Tick(metal.symbol, vendor.name, bid, ask, mid, ts, ts, None, None))
+            self._price[m], self._price_ms[m] = price, end
+        out.sort(key=lambda t: t.ts_ms)
+        return out
 
     def _gap_ms(self) -> int:
         return max(1, round(self._rng.expovariate(self.rate_hz) * 1000))

@@ -238,7 +238,7 @@ async def _serve(
             producer: Producer | None = None
             if "ingest" in roles:
                 producer = await bus.producer()
-                ingest += _start_ingest(settings, producer, tasks, on_progress, app)
+                ingest += await _start_ingest(settings, producer, tasks, on_progress, app, store)
             side: list[asyncio.Task[None]] = []
             if worker is not None and archive is not None and store is not None:
                 worker_task = tasks.create_task(worker.run(), name="stream")
@@ -272,12 +272,13 @@ async def _serve(
         await runner.cleanup()
 
 
-def _start_ingest(
+async def _start_ingest(
     settings: Settings,
     producer: Producer,
     tasks: asyncio.TaskGroup,
     on_progress: Progress | None,
     app: web.Application,
+    store: Store | None,
 ) -> list[asyncio.Task[None]]:
     started: list[asyncio.Task[None]] = []
     vendors = settings.collectors  # the configured vendors, else the simulator if enabled
@@ -286,7 +287,12 @@ def _start_ingest(
         # 0.1 s of start-up for nothing.
         from ingest.service import build as build_ingest
 
-        ingest = build_ingest(vendors, settings.composite_config, producer, progress=on_progress)
+        # The simulator continues from the stored prices (when this process has the store).
+        prices = None if store is None else {
+            s.symbol: s.latest.price for s in await store.states() if s.latest is not None
+        }  # fmt: skip
+        ingest = build_ingest(vendors, settings.composite_config, producer, progress=on_progress,
+                              sim_prices=prices)  # fmt: skip
         watch_sender(app, ingest.publisher.sender.stats)
         started.append(tasks.create_task(ingest.run(), name="ingest"))
     return started

@@ -61,3 +61,32 @@ def test_a_stalling_vendor_goes_silent_for_its_stall_time() -> None:
 def test_vendor_sequence_numbers_rise_by_one() -> None:
     ticks = [t for t in run(6, minutes=1) if t.vendor == "sim-alpha"]
     assert [t.seq for t in ticks] == list(range(1, len(ticks) + 1))
+
+
+def test_history_is_deterministic_sparse_far_back_dense_near_now_and_leads_into_live() -> None:
+    first = Simulator(seed=5, start_ms=T0, backfill=True)
+    history = first.history()
+    assert history == Simulator(seed=5, start_ms=T0, backfill=True).history()
+    assert history != Simulator(seed=6, start_ms=T0, backfill=True).history()
+    assert Simulator(seed=5, start_ms=T0).history() == []  # a process that cannot know
+    assert [t.ts_ms for t in history] == sorted(t.ts_ms for t in history)
+    assert all(problem(t) is None for t in history)
+    gold = [t for t in history if t.symbol == "XAU-USD"]
+    assert T0 - gold[0].ts_ms >= 89 * 86_400_000  # 90 days back...
+    assert T0 - gold[-1].ts_ms <= 2_000  # ...up to the first live tick
+    gaps = {b.ts_ms - a.ts_ms for a, b in itertools.pairwise(gold)}
+    assert {2_000, 20_000, 1_200_000} <= gaps  # (and a shorter one where two spans meet)
+    assert max(gaps) == 1_200_000
+    live = [t for t in first.advance(T0 + 5_000) if t.symbol == "XAU-USD"]
+    assert live
+    assert abs(live[0].price / gold[-1].price - 1) < 0.001  # live goes on from the history
+
+
+def test_a_metal_with_a_stored_price_continues_from_it_without_history() -> None:
+    sim = Simulator(seed=5, start_ms=T0, prices={"XAU-USD": 4321.0}, backfill=True)
+    history = sim.history()
+    assert "XAU-USD" not in {t.symbol for t in history}
+    assert {t.symbol for t in history} == {m.symbol for m in METALS} - {"XAU-USD"}
+    gold = [t for t in sim.advance(T0 + 10_000) if t.symbol == "XAU-USD"]
+    assert gold
+    assert all(abs(t.price / 4321.0 - 1) < 0.002 for t in gold)
