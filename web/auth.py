@@ -11,6 +11,10 @@ The JWT check is small enough to write here rather than add a dependency: the he
 ``"alg": "HS256"`` (anything else, ``none`` included, is refused), the signature is HMAC-SHA256
 of ``header.payload`` with ``jwt_secret``, and ``exp``/``nbf`` (seconds) are checked against
 the time passed in. Pure functions: no clock, no I/O.
+
+``identify`` also says until when credentials hold: a token's ``exp`` plus the leeway (an API key
+does not expire), so a connection that outlives its token can be told apart from one that may
+go on (``Identity.expired``).
 """
 
 from __future__ import annotations
@@ -54,8 +58,22 @@ class AuthConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who presented credentials, and until when they are accepted."""
+
+    name: str
+    #: seconds since the epoch past which the token is refused (its ``exp`` plus the leeway);
+    #: None for an API key or a token without ``exp``
+    expires_s: float | None = None
+
+    def expired(self, now_s: float) -> bool:
+        return self.expires_s is not None and now_s > self.expires_s
+
+
 class Authenticator:
-    """Checks an API key or a JWT; ``who`` returns a name for the principal."""
+    """Checks an API key or a JWT; ``who`` returns a name for the principal, ``identify`` also
+    when its credentials expire."""
 
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
@@ -67,6 +85,10 @@ class Authenticator:
 
     def who(self, *, api_key: str | None, token: str | None, now_s: float) -> str:
         """The principal's name, or ``AuthError`` saying why not."""
+        return self.identify(api_key=api_key, token=token, now_s=now_s).name
+
+    def identify(self, *, api_key: str | None, token: str | None, now_s: float) -> Identity:
+        """The principal and when its credentials expire, or ``AuthError`` saying why not."""
         if not self.config.enabled:
             raise AuthError("this server accepts no credentials: set [auth] api_keys or jwt_secret")
         if api_key:
@@ -77,22 +99,30 @@ class Authenticator:
                 found |= hmac.compare_digest(digest, known)
             if not found:
                 raise AuthError("unknown API key")
-            return "api-key"
+            return Identity("api-key")
         if token:
-            claims = verify_hs256(token, self._secret, now_s=now_s, leeway_s=self.config.leeway_s)
-            sub = claims.get("sub")
-            return f"jwt:{sub}" if isinstance(sub, str) else "jwt"
+            leeway_s = self.config.leeway_s
+            claims = verify_hs256(token, self._secret, now_s=now_s, leeway_s=leeway_s)
+            sub, exp = claims.get("sub"), claims.get("exp")
+            name = f"jwt:{sub}" if isinstance(sub, str) else "jwt"
+            # verify_hs256 let only a number (or nothing) through as exp
+            return Identity(name, float(exp) + leeway_s if isinstance(exp, int | float) else None)
         raise AuthError(
             f"credentials required: send 'X-API-Key: KEY' or 'Authorization: {SCHEME} TOKEN'"
         )
 
     def from_headers(self, headers: Mapping[str, str], *, now_s: float) -> str | None:
         """The principal named by a request's headers; None when it carries no credentials."""
+        identity = self.identify_headers(headers, now_s=now_s)
+        return None if identity is None else identity.name
+
+    def identify_headers(self, headers: Mapping[str, str], *, now_s: float) -> Identity | None:
+        """``identify`` for a request's headers; None when it carries no credentials."""
         api_key = headers.get("X-API-Key")
         token = bearer(headers.get("Authorization"))
         if not api_key and not token:
             return None
-        return self.who(api_key=api_key, token=token, now_s=now_s)
+        return self.identify(api_key=api_key, token=token, now_s=now_s)
 
 
 def _key_digest(key: str) -> bytes:

@@ -18,9 +18,15 @@ newest each time. An update that follows a skipped sequence number carries ``"co
 Past ``send_buffer_bytes`` waiting bytes, or when the socket has not accepted a message for
 ``stall_timeout_ms``, the client is closed with code 4008.
 
-Close codes: 1001 server going away (reconnect elsewhere), 1009 message too big, 4008 client too
-slow. A client that does not answer a ping within ``heartbeat_ms / 2`` gets no close frame: the
-connection is dropped (aiohttp's heartbeat, then an abort here), which clients report as 1006.
+Credentials: a connection that authenticated with a token holds private channels only while the
+token is valid. Every subscribe to a private channel checks it again, and a timer at the token's
+expiry closes a connection that still holds private channels with 4001 (re-authenticating with
+``{"op":"auth",...}`` before then moves the timer).
+
+Close codes: 1001 server going away (reconnect elsewhere), 1009 message too big, 4001 the token
+expired while the connection held private channels, 4008 client too slow. A client that does not
+answer a ping within ``heartbeat_ms / 2`` gets no close frame: the connection is dropped
+(aiohttp's heartbeat, then an abort here), which clients report as 1006.
 """
 
 from __future__ import annotations
@@ -50,10 +56,11 @@ from stream.contract import (
     decode_update,
     tick_public,
 )
-from web.auth import AuthConfig, Authenticator, AuthError, unauthorized
+from web.auth import AuthConfig, Authenticator, AuthError, Identity, unauthorized
 
 log = logging.getLogger(__name__)
 
+CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_TOO_SLOW = 4008
 MAX_HZ_LIMIT = 1_000.0
 #: the largest sequence number a client may send back: JavaScript's largest exact integer
@@ -169,6 +176,7 @@ class Client:
         self.sent_at_look = 0
         self.closing: str | None = None  # why the client is being closed
         self.principal: str | None = None  # who authenticated, if anyone
+        self.expires_s: float | None = None  # when the principal's token expires (epoch s)
         self._wake = asyncio.Event()
         self._controls = 0
         self._closer: asyncio.Task[None] | None = None
@@ -176,6 +184,15 @@ class Client:
     @property
     def dropped(self) -> bool:
         return self.closing is not None
+
+    def authenticate(self, identity: Identity | None) -> None:
+        """Take ``identity`` (from the upgrade request's headers or an auth op) as the client's."""
+        self.principal = None if identity is None else identity.name
+        self.expires_s = None if identity is None else identity.expires_s
+
+    def authorized(self, now_s: float) -> bool:
+        """Whether the client may take private channels at ``now_s`` (epoch seconds)."""
+        return self.principal is not None and (self.expires_s is None or now_s <= self.expires_s)
 
     # -- queueing: called from the fan-out, never awaits --------------------------------------
 
@@ -315,8 +332,14 @@ class Client:
         """Close the client with 4008 without waiting for it; its outbox is freed at once."""
         if self.closing is not None:
             return
-        self.closing = reason
         self.counters.slow_closed += 1
+        log.warning("closing a live client: %s (%d messages sent)", reason, self.sent)
+        self._shut(reason)
+        self._closer = asyncio.get_running_loop().create_task(self._close_slow(reason))
+
+    def _shut(self, reason: str) -> None:
+        """Stop queueing for the client and free what waits; its close is the caller's."""
+        self.closing = reason
         self.counters.dropped += len(self.outbox)
         self.outbox.clear()
         self.buffered_bytes = 0
@@ -325,8 +348,6 @@ class Client:
                 throttle.timer.cancel()
         self.throttles.clear()
         self._wake.set()
-        log.warning("closing a live client: %s (%d messages sent)", reason, self.sent)
-        self._closer = asyncio.get_running_loop().create_task(self._close_slow(reason))
 
     # -- the pump: the only place that awaits the client --------------------------------------
 
@@ -359,7 +380,7 @@ class Client:
             self.sent += len(batch)
 
     async def finish(self) -> None:
-        """Wait for a close started by ``kill``."""
+        """Wait for a close started by ``kill`` (or another close the client started)."""
         if self._closer is not None:
             with contextlib.suppress(Exception):
                 await self._closer
@@ -394,10 +415,53 @@ class WsClient(Client):
         ws: web.WebSocketResponse,
         config: LiveConfig,
         counters: Counters | None = None,
+        *,
+        auth: Authenticator | None = None,
     ) -> None:
         super().__init__(config, counters)
         self.request = request
         self.ws = ws
+        self.auth = auth or Authenticator(AuthConfig())
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def authenticate(self, identity: Identity | None) -> None:
+        """Take ``identity``, and set a timer at its token's expiry (moved by a new token)."""
+        super().authenticate(identity)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self.expires_s is not None and self.closing is None:
+            delay_s = max(0.0, self.expires_s - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay_s, self._expired)
+
+    def _expired(self) -> None:
+        """The token's expiry timer: close the connection if it holds a private channel."""
+        self._expiry = None
+        now_s = time.time()
+        if self.expires_s is None or self.closing is not None:
+            return
+        if now_s <= self.expires_s:  # the wall clock was set back: wait again
+            self._expiry = asyncio.get_running_loop().call_later(
+                self.expires_s - now_s, self._expired
+            )
+            return
+        private = sorted(c for c in self.channels if self.auth.is_private(parse_channel(c)[1]))
+        if private:
+            log.info("closing a websocket client of %s: its token expired", self.principal)
+            self.close_with(CLOSE_TOKEN_EXPIRED, f"token expired; it held {private[0]}")
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` without waiting for it; ``finish`` awaits it."""
+        if self.closing is not None:
+            return
+        self._shut(reason)
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def finish(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        await super().finish()
 
     async def _write(self, text: str, channel: str) -> None:
         await self.ws.send_str(text)
@@ -448,11 +512,12 @@ class WsClient(Client):
             )
 
     async def _close_slow(self, reason: str) -> None:
+        await self._close(CLOSE_TOO_SLOW, reason)
+
+    async def _close(self, code: int, reason: str) -> None:
         # A client that reads nothing never takes the close frame either: then drop the socket.
         try:
-            await asyncio.wait_for(
-                self.ws.close(code=CLOSE_TOO_SLOW, message=reason.encode()[:120]), 1.0
-            )
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), 1.0)
         except (TimeoutError, ConnectionError):
             transport = self.request.transport
             if transport is not None:
@@ -665,11 +730,12 @@ class Hub:
     ) -> None:
         """Send ``client`` what it missed since ``since`` (or a snapshot) and every update after."""
         _, symbol, res = parse_channel(channel)
-        if client.principal is None and self.auth.is_private(symbol):
-            raise ChannelError(
-                "unauthorized",
-                f"channel {channel!r} is private: authenticate with an API key or a token first",
-            )
+        if self.auth.is_private(symbol) and not client.authorized(time.time()):
+            if client.principal is None:
+                why = "authenticate with an API key or a token first"
+            else:
+                why = 'the token has expired: send {"op":"auth","token":...} with a fresh one'
+            raise ChannelError("unauthorized", f"channel {channel!r} is private: {why}")
         if channel in client.channels:
             client.set_rate(channel, max_hz)
             return
@@ -729,7 +795,7 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
     """The ``/ws`` endpoint: subscribe/unsubscribe/ping ops in, snapshots and updates out."""
     config = hub.config
     try:
-        principal = hub.auth.from_headers(request.headers, now_s=time.time())
+        identity = hub.auth.identify_headers(request.headers, now_s=time.time())
     except AuthError as exc:
         raise unauthorized(str(exc)) from None
     # No per-message deflate: frames are small and compressing each one for every client costs
@@ -738,12 +804,14 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
         heartbeat=config.heartbeat_ms / 1000, max_msg_size=config.max_message_bytes, compress=False
     )
     await ws.prepare(request)
-    client = WsClient(request, ws, config, hub.counters)
-    client.principal = principal
+    client = WsClient(request, ws, config, hub.counters, auth=hub.auth)
     hub.clients.add(client)
     pump = asyncio.create_task(client.pump())
     try:
+        client.authenticate(identity)
         async for msg in ws:
+            if client.closing is not None:
+                break  # being closed (too slow, token expired): nothing more to answer
             if msg.type is not WSMsgType.TEXT:
                 if msg.type is WSMsgType.BINARY:
                     client.error("bad_message", "send JSON text frames")
@@ -860,10 +928,11 @@ async def apply_request(hub: Hub, client: Client, req: Subscription) -> None:
         return
     if req.op == "auth":
         try:
-            client.principal = hub.auth.who(api_key=req.api_key, token=req.token, now_s=time.time())
+            identity = hub.auth.identify(api_key=req.api_key, token=req.token, now_s=time.time())
         except AuthError as exc:
             client.error("unauthorized", str(exc))
             return
+        client.authenticate(identity)
         client.control({"type": "authenticated", "who": client.principal})
         return
     max_channels = hub.config.max_channels
