@@ -10,6 +10,8 @@ from aiohttp import web
 
 from stream.contract import (
     RESOLUTIONS,
+    DeadLetter,
+    DecodeError,
     InvalidSymbol,
     Store,
     SymbolState,
@@ -22,6 +24,9 @@ from web.live import newest_candles, serve_client
 from web.vendors import vendor_public
 
 MAX_CANDLES = 5_000
+MAX_DEADLETTERS = 1_000
+#: The longest ``vendor``, ``source``, ``reason`` and ``before`` of ``/api/v1/deadletters``.
+MAX_FILTER_CHARS = 200
 #: Headers of an HTTP error that its JSON answer keeps (RFC 9110 requires Allow on a 405).
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
@@ -172,21 +177,52 @@ def require_credentials(request: web.Request) -> str:
     return who
 
 
+def _text_param(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and not 1 <= len(raw) <= MAX_FILTER_CHARS:
+        raise BadRequest(f"{name} must be 1 to {MAX_FILTER_CHARS} characters, got {raw[:30]!r}")
+    return raw
+
+
+def _letter(d: DeadLetter) -> dict[str, object]:
+    return {
+        "reason": d.reason,
+        "source": d.source,
+        "ts_ms": d.ts_ms,
+        "raw": d.raw.decode("utf-8", "replace"),
+    }
+
+
 async def deadletters(request: web.Request) -> web.Response:
+    """A page of dead letters, newest first: ``{"letters": [...], "next": cursor or null}``.
+
+    ``before`` is the ``next`` of the page before; ``vendor`` (source ``vendor:NAME``),
+    ``source`` and ``reason`` (the reason's kind, its text before the first ':') filter.
+    """
     require_credentials(request)
-    limit = _int_param(request, "limit", 100, 1, 1_000) or 100
-    letters = await request.app[STORE].deadletters(limit=limit)
-    return json_response(
-        [
-            {
-                "reason": d.reason,
-                "source": d.source,
-                "ts_ms": d.ts_ms,
-                "raw": d.raw.decode("utf-8", "replace"),
-            }
-            for d in letters
-        ]
-    )
+    limit = _int_param(request, "limit", 100, 1, MAX_DEADLETTERS) or 100
+    before = _text_param(request, "before")
+    vendor = _text_param(request, "vendor")
+    source = _text_param(request, "source")
+    reason = _text_param(request, "reason")
+    if reason is not None and ":" in reason:
+        raise BadRequest(
+            "reason is a reason's kind, the text before its first ':' (e.g. 'crossed quote'),"
+            f" got {reason[:30]!r}"
+        )
+    if vendor is not None:
+        if source is not None and source != f"vendor:{vendor}":
+            return json_response({"letters": [], "next": None})  # no letter is from both
+        source = f"vendor:{vendor}"
+    store: Store = request.app[STORE]
+    try:
+        letters, after = await store.deadletter_page(
+            limit=limit, before=before, source=source, reason=reason
+        )
+    except DecodeError:  # only ``before`` can be one
+        shown = (before or "")[:30]
+        raise BadRequest(f"before must be the next of an earlier page, got {shown!r}") from None
+    return json_response({"letters": [_letter(d) for d in letters], "next": after})
 
 
 async def vendors(request: web.Request) -> web.Response:

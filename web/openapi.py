@@ -25,7 +25,7 @@ from render.spec import (
     WIDTH_PX,
 )
 from stream.contract import RESOLUTIONS
-from web.api import MAX_CANDLES, json_response
+from web.api import MAX_CANDLES, MAX_DEADLETTERS, MAX_FILTER_CHARS, json_response
 
 # The live feeds are documented in the README: /ws is a websocket, and /api/v1/stream an
 # endless event stream that a request-response checker cannot test.
@@ -63,6 +63,13 @@ def _int(lo: int, hi: int, description: str, default: int | None = None) -> Sche
 
 def _query(name: str, spec: Schema) -> Schema:
     return {"name": name, "in": "query", "required": False, **spec}
+
+
+def _text(description: str, *, pattern: str | None = None) -> Schema:
+    schema: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_CHARS}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {"schema": schema, "description": description}
 
 
 def _enum(values: Iterable[str], description: str, default: str | None = None) -> Schema:
@@ -139,6 +146,23 @@ SCHEMAS: dict[str, Schema] = {
             "source": {"type": "string"},
             "ts_ms": {"type": "integer"},
             "raw": {"type": "string", "description": "The rejected bytes, as UTF-8"},
+        },
+    },
+    "DeadLetters": {
+        "type": "object",
+        "required": ["letters", "next"],
+        "properties": {
+            "letters": {
+                "type": "array",
+                "items": _ref("DeadLetter"),
+                "maxItems": MAX_DEADLETTERS,
+                "description": "Newest first (by ts_ms)",
+            },
+            "next": {
+                "type": "string",
+                "nullable": True,
+                "description": "The before of the next (older) page; null on the last page",
+            },
         },
     },
     "Vendor": {
@@ -292,12 +316,25 @@ def _paths() -> dict[str, Schema]:
         },
         "/api/v1/deadletters": {
             "get": {
-                "summary": "The newest rejected messages with their reasons",
+                "summary": "Rejected messages with their reasons, newest first, a page at a time",
                 "security": [{"ApiKey": []}, {"Bearer": []}],
-                "parameters": [_query("limit", _int(1, 1_000, "How many", 100))],
+                "parameters": [
+                    _query("limit", _int(1, MAX_DEADLETTERS, "At most this many", 100)),
+                    _query("before", _text("The next of the page before; none: the newest")),
+                    _query("vendor", _text("Only from this vendor: source vendor:NAME")),
+                    _query("source", _text("Only from this source, e.g. stream:ticks")),
+                    _query(
+                        "reason",
+                        _text(
+                            "Only of this kind: the reason's text before its first ':'"
+                            " (crossed quote, unparsable, seq jump, late, ...)",
+                            pattern="^[^:]*$",
+                        ),
+                    ),
+                ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("DeadLetter")}, "Dead letters"),
-                    "400": _error("limit is not allowed"),
+                    "200": _json(_ref("DeadLetters"), "A page of dead letters"),
+                    "400": _error("A parameter is not allowed; the message names it"),
                     "401": _error("Credentials missing or refused; the message says which"),
                     **LIMITED,
                 },

@@ -190,8 +190,27 @@ class Store(Protocol):
         ...
 
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
-        """The newest dead letters, newest first (``ts_ms`` descending; letters of the same
-        ``ts_ms`` in an order of the store's that never changes)."""
+        """The newest dead letters, newest first: the letters of ``deadletter_page()``."""
+        ...
+
+    async def deadletter_page(
+        self,
+        *,
+        limit: int = 100,
+        before: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> tuple[list[DeadLetter], str | None]:
+        """Up to ``limit`` (>= 1) dead letters, newest first, and the cursor of the next page:
+        None when no older letter matches.
+
+        Newest first is ``ts_ms`` descending, letters of the same ``ts_ms`` in an order of the
+        store's that never changes, so paging neither skips nor repeats a letter. ``before``:
+        a cursor an earlier page returned (an opaque string), None for the newest page.
+        ``source``: only the letters from this source. ``reason``: only the letters of this
+        kind: the reason's text before its first ``:`` (all of it when it has none). Raises
+        ``DecodeError`` when ``before`` is not a cursor of this store.
+        """
         ...
 
     async def purge(self, now_ms: int) -> int:

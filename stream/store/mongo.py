@@ -29,10 +29,11 @@ caller retries; anything else raises ``StoreError``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from bson import ObjectId
@@ -45,6 +46,7 @@ from pymongo.read_preferences import ReadPreference, _ServerMode
 from stream.contract import (
     Candle,
     DeadLetter,
+    DecodeError,
     StoreError,
     StoreUnavailable,
     SymbolState,
@@ -71,6 +73,26 @@ _NEWEST_FIRST = [("ts_ms", DESCENDING), ("key", DESCENDING)]
 _OLDEST_FIRST = [("ts_ms", ASCENDING), ("key", ASCENDING)]
 #: Letters stored before keys are given theirs this many per call.
 _KEYING_BATCH = 1_000
+
+
+#: A page cursor: the ``(ts_ms, key)`` of the last letter of the page before.
+_Cursor = tuple[Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)], str]
+_cursor_dec = msgspec.json.Decoder(_Cursor)
+_CURSOR_CHARS = 200
+
+
+def _encode_cursor(ts_ms: int, key: str) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode((ts_ms, key))).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        if len(text) > _CURSOR_CHARS:
+            raise ValueError(f"longer than {_CURSOR_CHARS} characters")
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+        return _cursor_dec.decode(raw)
+    except ValueError as exc:  # binascii.Error and msgspec's errors are ValueErrors
+        raise DecodeError(f"not a dead-letter cursor of this store: {text[:40]!r}") from exc
 
 
 def _at(ms: int) -> dt.datetime:
@@ -360,12 +382,45 @@ class MongoStore:
         await self._run(f"write of {len(ops)} dead letters", write)
 
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
+        letters, _ = await self.deadletter_page(limit=limit)
+        return letters
+
+    async def deadletter_page(
+        self,
+        *,
+        limit: int = 100,
+        before: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> tuple[list[DeadLetter], str | None]:
+        if limit < 1:
+            raise ValueError(f"limit {limit}: must be >= 1")
+        where: list[Doc] = []
+        if before is not None:
+            ts_ms, key = _decode_cursor(before)
+            where.append(
+                {"$or": [{"ts_ms": {"$lt": ts_ms}}, {"ts_ms": ts_ms, "key": {"$lt": key}}]}
+            )
+        if source is not None:
+            where.append({"source": source})
+        if reason is not None:  # the kind alone, or the kind and ':' (';' is the next character)
+            kind: Doc = {"$gte": reason + ":", "$lt": reason + ";"}
+            where.append({"$or": [{"reason": reason}, {"reason": kind}]})
+        query: Doc = {"$and": where} if where else {}
+
         async def read() -> list[Doc]:
-            cursor = self._letters_read.find({}).sort(_NEWEST_FIRST)
-            return await cursor.limit(limit).to_list()
+            cursor = self._letters_read.find(query).sort(_NEWEST_FIRST)
+            return await cursor.limit(limit + 1).to_list()  # one more: is there a next page?
 
         docs = await self._run("read of dead letters", read)
-        return [DeadLetter(d["reason"], d["source"], d["ts_ms"], bytes(d["raw"])) for d in docs]
+        letters = [
+            DeadLetter(d["reason"], d["source"], int(d["ts_ms"]), bytes(d["raw"]))
+            for d in docs[:limit]
+        ]  # fmt: skip (bson's Int64 for large numbers: an int)
+        if len(docs) <= limit:
+            return letters, None
+        last = docs[limit - 1]  # a letter an older version stored has no key until an open
+        return letters, _encode_cursor(int(last["ts_ms"]), last.get("key", str(last["_id"])))
 
     async def purge(self, now_ms: int) -> int:
         """Delete what is past its ``expire_at`` now; MongoDB's TTL monitor does the same, later.

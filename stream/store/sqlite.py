@@ -12,16 +12,25 @@ column to a file made before it existed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
-from stream.contract import Candle, DeadLetter, StoreError, SymbolState, Tick, tick_key
+from stream.contract import (
+    Candle,
+    DeadLetter,
+    DecodeError,
+    StoreError,
+    SymbolState,
+    Tick,
+    tick_key,
+)
 from stream.store import DEFAULT_RETENTION_MS
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,29 @@ _SELECT_CANDLES = (
 _state_enc = msgspec.msgpack.Encoder()
 _state_dec = msgspec.msgpack.Decoder(SymbolState)
 _tick_dec = msgspec.msgpack.Decoder(Tick)
+
+
+#: A page cursor: the ``(ts_ms, id)`` of the last letter of the page before.
+_Cursor = tuple[
+    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)],
+    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)],
+]
+_cursor_dec = msgspec.json.Decoder(_Cursor)
+_CURSOR_CHARS = 200
+
+
+def _encode_cursor(ts_ms: int, row_id: int) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode((ts_ms, row_id))).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[int, int]:
+    try:
+        if len(text) > _CURSOR_CHARS:
+            raise ValueError(f"longer than {_CURSOR_CHARS} characters")
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+        return _cursor_dec.decode(raw)
+    except ValueError as exc:  # binascii.Error and msgspec's errors are ValueErrors
+        raise DecodeError(f"not a dead-letter cursor of this store: {text[:40]!r}") from exc
 
 
 def _candle(row: tuple[Any, ...]) -> Candle:
@@ -271,15 +303,43 @@ class SqliteStore:
         await self._run(f"write of {len(rows)} dead letters", write)
 
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
-        def read() -> list[DeadLetter]:
-            rows = self._db.execute(
-                "SELECT reason, source, ts_ms, raw FROM deadletters"
-                " ORDER BY ts_ms DESC, id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-            return [DeadLetter(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+        letters, _ = await self.deadletter_page(limit=limit)
+        return letters
 
-        return await self._run("read of dead letters", read)
+    async def deadletter_page(
+        self,
+        *,
+        limit: int = 100,
+        before: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> tuple[list[DeadLetter], str | None]:
+        if limit < 1:
+            raise ValueError(f"limit {limit}: must be >= 1")
+        where: list[str] = []
+        args: list[object] = []
+        if before is not None:
+            where.append("(ts_ms, id) < (?, ?)")
+            args += _decode_cursor(before)
+        if source is not None:
+            where.append("source = ?")
+            args.append(source)
+        if reason is not None:  # the kind alone, or the kind and ':' (';' is the next character)
+            where.append("(reason = ? OR (reason >= ? AND reason < ?))")
+            args += [reason, reason + ":", reason + ";"]
+        sql = "SELECT id, reason, source, ts_ms, raw FROM deadletters"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts_ms DESC, id DESC LIMIT ?"
+        args.append(limit + 1)  # one more: is there a next page?
+
+        def read() -> list[tuple[Any, ...]]:
+            return self._db.execute(sql, args).fetchall()
+
+        rows = await self._run("read of dead letters", read)
+        letters = [DeadLetter(r[1], r[2], r[3], bytes(r[4])) for r in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        return letters, None if last is None else _encode_cursor(last[3], last[0])
 
     async def purge(self, now_ms: int) -> int:
         def purge() -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Protocol
 
 import pytest
 
-from stream.contract import Candle, DeadLetter, Store, SymbolState, Tick
+from stream.contract import Candle, DeadLetter, DecodeError, Store, SymbolState, Tick
 from stream.contract.resolutions import DAY_MS, MINUTE_MS
 from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
@@ -226,6 +228,112 @@ async def test_only_the_newest_max_deadletters_by_time_are_kept(
         assert await store.deadletters(limit=10) == [letter(4), letter(3), letter(2)]
     finally:
         await store.close()
+
+
+async def all_pages(store: Store, *, limit: int, **filters: str) -> list[list[DeadLetter]]:
+    pages: list[list[DeadLetter]] = []
+    before: str | None = None
+    while len(pages) < 100:
+        page, before = await store.deadletter_page(limit=limit, before=before, **filters)
+        pages.append(page)
+        if before is None:
+            return pages
+    raise AssertionError(f"no last page: {pages[:3]}")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 8])
+async def test_pages_hold_every_letter_once_newest_first_through_equal_times(
+    store: Store, limit: int
+) -> None:
+    # Seven letters, three at each of two times: the order among them is the store's own.
+    letters = [DeadLetter(f"late: {i}", "vendor:x", T0 + i // 3, b"%d" % i) for i in range(7)]
+    await store.add_deadletters(letters[:4], keys=["deadletter:0:9", None, "deadletter:0:10", None])
+    await store.add_deadletters(letters[4:], keys=[None, "deadletter:0:2", "deadletter:0:11"])
+    pages = await all_pages(store, limit=limit)
+    assert [len(p) for p in pages] == [min(limit, 7 - i) for i in range(0, 7, limit)]
+    got = [d for page in pages for d in page]
+    assert sorted(got, key=lambda d: d.raw) == letters
+    assert [d.ts_ms for d in got] == sorted((d.ts_ms for d in letters), reverse=True)
+    assert got == await store.deadletters(limit=10)  # one order, however it is paged
+
+
+async def test_no_letters_is_one_empty_page(store: Store) -> None:
+    assert await store.deadletter_page() == ([], None)
+
+
+#: (reason, source) of the letters the filters choose from, oldest first.
+MIXED = [
+    ("crossed quote: bid 2 > ask 1", "vendor:a"),
+    ("crossed quote", "vendor:b"),
+    ("crossed quotes: not the kind", "vendor:a"),
+    ("late: by 80 ms", "stream:ticks"),
+    ("late", "vendor:a"),
+    ("seq jump: 9 after 1", "vendor:b"),
+    ("crossed quote: bid 3 > ask 2", "vendor:a"),
+    ("crossed quote:", "vendor:a:b"),
+]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"source": "vendor:a"}, [6, 4, 2, 0]),
+        ({"source": "vendor:"}, []),
+        ({"reason": "crossed quote"}, [7, 6, 1, 0]),
+        ({"reason": "late"}, [4, 3]),
+        ({"reason": "crossed"}, []),
+        ({"reason": "seq jump"}, [5]),
+        ({"reason": "crossed quote", "source": "vendor:a"}, [6, 0]),
+        ({"reason": "late", "source": "vendor:b"}, []),
+    ],
+)
+async def test_pages_filter_by_source_and_by_the_kind_of_reason(
+    store: Store, filters: dict[str, str], expected: list[int]
+) -> None:
+    letters = [DeadLetter(r, s, T0 + i, b"%d" % i) for i, (r, s) in enumerate(MIXED)]
+    await store.add_deadletters(letters)
+    pages = await all_pages(store, limit=1, **filters)
+    assert [d for page in pages for d in page] == [letters[i] for i in expected]
+    assert (await store.deadletter_page(limit=100, **filters))[1] is None
+
+
+async def test_a_page_is_the_letters_before_the_cursor_even_after_newer_ones_came(
+    store: Store,
+) -> None:
+    await store.add_deadletters([letter(i) for i in range(4)])
+    first, cursor = await store.deadletter_page(limit=2)
+    assert first == [letter(3), letter(2)]
+    assert cursor is not None
+    await store.add_deadletters([letter(9), letter(-1)])
+    older = [letter(1), letter(0), letter(-1)]
+    assert await store.deadletter_page(limit=5, before=cursor) == (older, None)
+
+
+def cursor_of(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "",
+        "not a cursor",
+        "!!!!",
+        "é",
+        "A",  # one character short of a whole base64 group
+        cursor_of({"ts_ms": 1}),
+        cursor_of([1]),
+        cursor_of([1.5, "x"]),
+        cursor_of([2**63, 1]),
+        cursor_of([1, None]),
+        cursor_of([1, 1, 1]),
+        "A" * 400,
+    ],
+)
+async def test_a_cursor_the_store_did_not_give_is_a_decode_error(store: Store, before: str) -> None:
+    await store.add_deadletters([letter(0)])
+    with pytest.raises(DecodeError, match="not a dead-letter cursor"):
+        await store.deadletter_page(before=before)
 
 
 #: ``deadletters`` as SQLite files made before letters had keys hold it.
