@@ -291,6 +291,10 @@ def layout(spec: ChartSpec, rows: Floats, as_of_ms: int, f: Font, title_font: Fo
     if len(rows):
         t_min = max(float(as_of_ms - RANGES_MS[spec.range]), float(rows[0, T]))
         t_max = float(max(as_of_ms, rows[-1, T] + 1))
+        if spec.kind == "candles":
+            # A candle is drawn across its whole slot: the newest one, still open, ends at its
+            # slot's end, not at the newest tick, or its right half and wick fall off the plot.
+            t_max = max(t_max, float(rows[-1, T] + res_ms))
         if t_max - t_min < res_ms:
             t_min = t_max - res_ms
         if spec.kind == "candles":
@@ -323,6 +327,12 @@ def layout(spec: ChartSpec, rows: Floats, as_of_ms: int, f: Font, title_font: Fo
         w, h, x0, x1, y0, y1, t_min, t_max, lo, hi, labels, times, last, last_label, title,
         change, chg >= 0,
     )  # fmt: skip
+
+
+def label_x(lay: Layout, t: float, width: int) -> int:
+    """The centre of a time label at ``t``, moved inward where it would run off the image."""
+    x = round(lay.px(t))
+    return min(max(x, width // 2 + 2), lay.width - 2 - (width + 1) // 2)
 
 
 def _gaps(rows: Floats, res_ms: int) -> npt.NDArray[np.bool_]:
@@ -407,7 +417,7 @@ def render_png(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
         if abs(yp - ym) > f.height:  # the last-price box covers it
             draw_text(img, label, x1 + 6, yp - half, ink.text, f)
     for t, label in lay.time_ticks:
-        draw_text(img, label, round(lay.px(t)), y1 + 4, ink.text, f, anchor="c")
+        draw_text(img, label, label_x(lay, t, f.width(label)), y1 + 4, ink.text, f, anchor="c")
     if math.isfinite(lay.last):
         row = img[ym, x0:x1]
         row[(np.arange(x1 - x0) % 6) < 3] = ink.marker
@@ -539,18 +549,23 @@ def render_svg(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
         if abs(lay.py(p) - ym) > 14
     )
     out.extend(
-        f'<text x="{lay.px(t):.1f}" y="{y1 + 15}" text-anchor="middle">{label}</text>'
+        f'<text x="{label_x(lay, t, f.width(label))}" y="{y1 + 15}" text-anchor="middle">'
+        f"{label}</text>"
         for t, label in lay.time_ticks
     )
     out.append("</g>")
     if math.isfinite(lay.last):
         ym = lay.py(lay.last)
         mk = hex_colour(th.marker)
-        box_w = f.width(lay.last_label) + 10
+        # The viewer's font may be wider than the one the layout measures with: the tag's
+        # text is fitted to the measured width (textLength), so it never runs off the image.
+        text_w = f.width(lay.last_label)
+        box_w = min(text_w + 10, w - x1)
         out.append(
             f'<path d="M{x0} {ym:.1f}H{x1}" stroke="{mk}" stroke-dasharray="3 3"/>'
             f'<rect x="{x1}" y="{ym - 8:.1f}" width="{box_w}" height="16" rx="2" fill="{mk}"/>'
-            f'<text x="{x1 + 5}" y="{ym + 4:.1f}" fill="{hex_colour(th.marker_text)}">'
+            f'<text x="{x1 + 5}" y="{ym + 4:.1f}" fill="{hex_colour(th.marker_text)}" '
+            f'textLength="{min(text_w, box_w - 6)}" lengthAdjust="spacingAndGlyphs">'
             f"{lay.last_label}</text>"
         )
     tc = hex_colour(th.title)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -13,6 +14,8 @@ from PIL import Image
 from render.charts import (
     THEMES,
     inks,
+    label_x,
+    layout,
     merge_candles,
     minmax_downsample,
     nice_step,
@@ -21,7 +24,7 @@ from render.charts import (
     render_svg,
     time_ticks,
 )
-from render.raster import Palette, canvas, encode_png
+from render.raster import Palette, canvas, encode_png, font
 from render.spec import ChartSpec
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS
 
@@ -152,3 +155,34 @@ def test_png_encoding_round_trips_palette_indices() -> None:
     image = Image.open(io.BytesIO(encode_png(rows, palette)))
     assert image.mode == "P"
     assert np.array_equal(np.asarray(image), img)
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_the_open_candle_keeps_its_whole_slot_inside_the_plot(fmt: str) -> None:
+    rows = rows_of(4_000 + np.sin(np.arange(60) / 5))  # the last candle opened at END_MS - 50 s
+    spec = ChartSpec("XAU-USD", "1h", "1m", fmt, kind="candles")
+    lay = layout(spec, rows, END_MS, font(11), font(13))
+    assert lay.px(rows[-1, 0] + MINUTE_MS) <= lay.x1  # the slot's end, not the newest tick
+    if fmt == "svg":
+        svg = render_svg(spec, rows, END_MS).decode()
+        numbers = [float(v) for v in re.findall(r"M(\d+) \d+V", svg.split("scale(.1)")[1])]
+        assert max(numbers) / 10 < lay.x1  # every wick is left of the price axis
+
+
+def test_time_labels_stay_on_the_image() -> None:
+    rows = rows_of(4_000 + np.sin(np.arange(600) / 5), res_ms=1_000)
+    spec = ChartSpec("XAU-USD", "1h", "1s", "svg")
+    lay = layout(spec, rows, END_MS, font(11), font(13))
+    for t, label in [(lay.t_min, "02:53:00"), (lay.t_max, "03:03:00")]:
+        x, half = label_x(lay, t, font(11).width(label)), font(11).width(label) / 2
+        assert x - half >= 0
+        assert x + half <= lay.width
+
+
+def test_the_svg_last_price_tag_is_fitted_inside_the_image() -> None:
+    rows = rows_of(4_283.65 + np.zeros(30))
+    svg = render_svg(ChartSpec("XAU-USD", "1h", "1m", "svg"), rows, END_MS).decode()
+    rect = re.search(r'<rect x="(\d+)" y="[\d.]+" width="(\d+)" height="16"', svg)
+    assert rect is not None
+    assert int(rect.group(1)) + int(rect.group(2)) <= 600
+    assert re.search(r'textLength="\d+" lengthAdjust="spacingAndGlyphs">4,283.65<', svg)
