@@ -108,19 +108,37 @@ def test_run_serves_the_api_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "pricestream.db").exists()
 
 
-def test_restart_with_the_same_data_dir_continues_the_history(tmp_path: Path) -> None:
+def test_a_fresh_start_has_history_and_a_restart_continues_it_and_the_prices(
+    tmp_path: Path,
+) -> None:
     with running(tmp_path / "data") as (url, proc):
         wait_for_metals(url)
+        deadline = time.monotonic() + 20
+        while True:  # 90 days of simulated history: daily candles within seconds
+            days = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1d&limit=500")
+            if len(days["candles"]) >= 90 or time.monotonic() > deadline:  # type: ignore[index]
+                break
+            time.sleep(0.2)
+        assert len(days["candles"]) >= 90  # type: ignore[index]
         time.sleep(1.5)
         first = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=5000")
         stop(proc)
     first_starts = [c["start_ms"] for c in first["candles"]]  # type: ignore[index]
+    last_close = first["candles"][-1]["close"]  # type: ignore[index]
     assert first_starts
     with running(tmp_path / "data") as (url, proc):
+        time.sleep(1.5)  # live ticks after the restart
         later = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=5000")
-        stop(proc)
+        days_later = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1d&limit=500")
+        err = stop(proc)
     later_starts = [c["start_ms"] for c in later["candles"]]  # type: ignore[index]
-    assert set(first_starts[:-1]) <= set(later_starts)
+    assert set(first_starts[-100:-1]) <= set(later_starts)  # the newest second candles kept
+    # no second history: the past days are exactly as they were, today has gone on
+    assert days_later["candles"][:-1] == days["candles"][:-1]  # type: ignore[index]
+    assert "continue from their stored prices" in err
+    new = [c for c in later["candles"] if c["start_ms"] > first_starts[-1]]  # type: ignore[index]
+    assert new, "no live ticks after the restart"
+    assert abs(new[0]["open"] / last_close - 1) < 0.002  # no jump back to the first-ever level
 
 
 def test_a_bad_setting_is_refused_with_the_key_named(tmp_path: Path) -> None:
