@@ -38,6 +38,7 @@ from pricestream.settings import (
     live_config,
     parse_duration_ms,
     render_config,
+    server_limits,
 )
 from stream.archive import DeadLetterArchive, TickArchive
 from stream.bus.kafka import KafkaBus, KafkaOptions, TopicSpec
@@ -57,7 +58,7 @@ from stream.contract import (
 from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore
 from stream.windows import Windows
-from web.app import make_app, make_health_app, make_render_app
+from web.app import GuardedSite, make_app, make_health_app, make_render_app, make_runner
 from web.keys import HUB
 from web.metrics import watch_consumer, watch_sender, watch_worker
 
@@ -222,10 +223,11 @@ async def _serve(
         watch_consumer(app, archive.consumer, reader="deadletter-archive", topic=DEADLETTER)
     if tick_archive is not None:
         watch_consumer(app, tick_archive.consumer, reader="tick-archive", topic=TICKS)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+    limits = server_limits(settings)
+    runner = make_runner(app, limits=limits, shutdown_timeout_s=5)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        site = GuardedSite(runner, settings.server.host, settings.server.port, limits=limits)
         await site.start()
         port = _bound_port(runner) or settings.server.port
         host = settings.server.host

@@ -22,6 +22,7 @@ from stream.contract import RESOLUTIONS, DailyBoundary, check_symbol
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from stream.store import DEFAULT_RETENTION_MS
 from stream.store.mongo import READ_PREFERENCES
+from web.app import ServerLimits
 from web.auth import AuthConfig
 from web.live import LiveConfig
 from web.middleware import HttpOptions
@@ -40,11 +41,24 @@ class Server:
     #: seconds between freezes of long-lived objects out of the garbage collector's full
     #: passes (``pricestream.gcpolicy``); 0 leaves the collector alone
     gc_freeze_interval_s: float = 10.0
+    #: the longest a request's line and headers may take to arrive (from the connection's
+    #: start, or from the first byte of a later request on a kept-alive connection)
+    header_timeout_s: float = 10.0
+    #: how long an idle connection waits for its next request (longer than a proxy's own)
+    keepalive_timeout_s: float = 75.0
+    #: open connections from one client address; 0: no limit (behind a proxy, leave it at 0)
+    max_connections_per_address: int = 0
 
     def checks(self) -> list[tuple[str, bool, str]]:
         return [
             ("server.gc_freeze_interval_s", 0 <= self.gc_freeze_interval_s <= 3_600,
              "must be 0..3600 (0: off)"),
+            ("server.header_timeout_s", 0.1 <= self.header_timeout_s <= 600, "must be 0.1..600"),
+            ("server.keepalive_timeout_s", 0.1 <= self.keepalive_timeout_s <= 3_600,
+             "must be 0.1..3600"),
+            ("server.max_connections_per_address",
+             0 <= self.max_connections_per_address <= 1_000_000,
+             "must be 0..1000000 (0: no limit)"),
         ]  # fmt: skip
 
 
@@ -486,6 +500,16 @@ def auth_config(settings: Settings) -> AuthConfig:
         jwt_secret=a.jwt_secret,
         private_symbols=frozenset(p.strip() for p in a.private_symbols.split(",") if p.strip()),
         leeway_s=a.leeway_s,
+    )
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """The ``[server]`` section's limits on each connection, for ``web.app.GuardedSite``."""
+    s = settings.server
+    return ServerLimits(
+        header_timeout_s=s.header_timeout_s,
+        keepalive_timeout_s=s.keepalive_timeout_s,
+        max_connections_per_address=s.max_connections_per_address,
     )
 
 

@@ -16,8 +16,10 @@ from pricestream.settings import (
     live_config,
     parse_duration_ms,
     render_config,
+    server_limits,
 )
 from stream.contract import DailyBoundary
+from web.app import ServerLimits
 
 
 def test_defaults_need_no_file_and_no_environment() -> None:
@@ -216,3 +218,32 @@ def test_http_settings_become_the_apps_options() -> None:
 def test_bad_http_settings_are_refused(overrides: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         Settings.load(None, {}, {"http": overrides})
+
+
+def test_server_connection_limits_reach_the_site() -> None:
+    assert server_limits(Settings.load(None, {})) == ServerLimits(
+        header_timeout_s=10.0, keepalive_timeout_s=75.0, max_connections_per_address=0
+    )
+    env = {
+        "PRICESTREAM_SERVER_HEADER_TIMEOUT_S": "2.5",
+        "PRICESTREAM_SERVER_KEEPALIVE_TIMEOUT_S": "30",
+        "PRICESTREAM_SERVER_MAX_CONNECTIONS_PER_ADDRESS": "64",
+    }
+    limits = server_limits(Settings.load(None, env))
+    assert (limits.header_timeout_s, limits.keepalive_timeout_s) == (2.5, 30.0)
+    assert limits.max_connections_per_address == 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"header_timeout_s": 0}, "server.header_timeout_s must be 0.1..600"),
+        ({"header_timeout_s": 601}, "server.header_timeout_s must be 0.1..600"),
+        ({"keepalive_timeout_s": 0}, "server.keepalive_timeout_s must be 0.1..3600"),
+        ({"max_connections_per_address": -1}, "server.max_connections_per_address must be 0.."),
+        ({"max_connections_per_address": "many"}, "server.max_connections_per_address (from "),
+    ],
+)
+def test_bad_server_limits_are_refused(overrides: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        Settings.load(None, {}, {"server": overrides})
