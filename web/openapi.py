@@ -4,7 +4,9 @@ the handlers check against (resolutions, limits, chart formats, ranges and sizes
 ``document(paths)`` is pure. ``serve`` answers with the operations the app really routes (the
 charts are only there when the render role is). ``NOT_DOCUMENTED`` lists the routes that are
 not part of the HTTP API: the live page, its assets and the websocket (README documents its
-messages). ``tests/web/test_openapi.py`` keeps both in step with ``web/routes.py``.
+messages). ``tests/web/test_openapi.py`` keeps both in step with ``web/routes.py``. The event
+stream ``/api/v1/stream`` is described (its parameters and errors), though its events are
+documented in README: they are the websocket's messages.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from render.spec import (
 )
 from stream.contract import RESOLUTIONS
 from web.api import MAX_CANDLES, MAX_DEADLETTERS, MAX_FILTER_CHARS, json_response
+from web.live import MAX_HZ_LIMIT
 
-# The live feeds are documented in the README: /ws is a websocket, and /api/v1/stream an
-# endless event stream that a request-response checker cannot test.
-NOT_DOCUMENTED = frozenset(
-    {"/", "/static/plotly.min.js", "/static/{name}", "/ws", "/api/v1/stream"}
-)
+# The live page and its assets are not API; /ws is a websocket, which OpenAPI cannot describe
+# (README documents its messages).
+NOT_DOCUMENTED = frozenset({"/", "/static/plotly.min.js", "/static/{name}", "/ws"})
 SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "Bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (HS256)"},
@@ -163,6 +164,17 @@ SCHEMAS: dict[str, Schema] = {
                 "nullable": True,
                 "description": "The before of the next (older) page; null on the last page",
             },
+        },
+    },
+    "Event": {
+        "type": "object",
+        "description": "One event of /api/v1/stream: data is a websocket message, as JSON",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "id": {"type": "string", "description": "The last seq sent per channel"},
+            "event": {"type": "string", "enum": ["message"]},
+            "retry": {"type": "integer", "minimum": 0},
         },
     },
     "Vendor": {
@@ -336,6 +348,62 @@ def _paths() -> dict[str, Schema]:
                     "200": _json(_ref("DeadLetters"), "A page of dead letters"),
                     "400": _error("A parameter is not allowed; the message names it"),
                     "401": _error("Credentials missing or refused; the message says which"),
+                    **LIMITED,
+                },
+            }
+        },
+        "/api/v1/stream": {
+            "get": {
+                "summary": "Live ticks and candles as Server-Sent Events, until the client leaves",
+                "description": "Every event's data is one websocket message (snapshot, "
+                "subscribed, update) and its id lists the last seq sent per channel, e.g. "
+                "ticks:XAU-USD=1041,candles:XAU-USD:1m=377. A client that reconnects sends it "
+                "back (Last-Event-ID, or last_event_id) and resumes from there. Idle streams "
+                "get a ': keep-alive' comment line every heartbeat_ms.",
+                "parameters": [
+                    {
+                        "name": "channels",
+                        "in": "query",
+                        "required": True,
+                        "description": "Comma-separated: ticks:SYMBOL and candles:SYMBOL:RES",
+                        "schema": {"type": "string", "minLength": 1},
+                        "example": "ticks:XAU-USD,candles:XAU-USD:1m",
+                    },
+                    _query(
+                        "max_hz",
+                        {
+                            "schema": {
+                                "type": "number",
+                                "minimum": 0,
+                                "exclusiveMinimum": True,
+                                "maximum": MAX_HZ_LIMIT,
+                            },
+                            "description": "At most this many updates a second per channel",
+                        },
+                    ),
+                    _query(
+                        "last_event_id",
+                        {
+                            "schema": {"type": "string"},
+                            "description": "As the Last-Event-ID header (which wins)",
+                        },
+                    ),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "The id of the last event received: resume after it",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event stream (endless); the schema is each event's",
+                        "content": {"text/event-stream": {"schema": _ref("Event")}},
+                    },
+                    "400": _error("channels, max_hz or Last-Event-ID is not allowed; says why"),
+                    "401": _error("A private channel and no valid credentials"),
+                    "404": _error("No prices for a channel's symbol"),
                     **LIMITED,
                 },
             }

@@ -20,6 +20,15 @@ from web.openapi import NOT_DOCUMENTED, document, routed_paths
 #: Examples per operation and phase: about 500 requests, a few seconds here.
 MAX_EXAMPLES = 20
 SCHEMATHESIS_TIMEOUT_S = 100
+#: The event stream never ends: schemathesis reads an event stream until it has
+#: ``max-stream-events`` events or ``request-timeout`` has passed in all. A stream slowed by a
+#: small ``max_hz`` brings few events, so its bound is the timeout: short here.
+SCHEMATHESIS_CONFIG = """
+[[operations]]
+include-path = "/api/v1/stream"
+request-timeout = 2
+max-stream-events = 5
+"""
 
 
 async def test_every_route_is_documented_and_every_documented_path_is_routed(
@@ -61,6 +70,12 @@ async def test_the_service_serves_its_document(tmp_path: Path) -> None:
     assert "/charts/{symbol}.{fmt}" in doc["paths"]
     limit = doc["paths"]["/api/v1/deadletters"]["get"]["parameters"][0]["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, 1_000)
+    stream = doc["paths"]["/api/v1/stream"]["get"]
+    assert {(p["in"], p["name"]) for p in stream["parameters"]} == {
+        ("query", "channels"), ("query", "max_hz"), ("query", "last_event_id"),
+        ("header", "Last-Event-ID"),
+    }  # fmt: skip
+    assert set(stream["responses"]["200"]["content"]) == {"text/event-stream"}
 
 
 async def test_schemathesis_finds_no_failures_against_the_running_service(tmp_path: Path) -> None:
@@ -71,6 +86,7 @@ async def test_schemathesis_finds_no_failures_against_the_running_service(tmp_pa
     The rate limit is off here: with it, most requests would get a (documented) 429 and test
     nothing behind it. ``tests/web/test_middleware.py`` tests the limit.
     """
+    (tmp_path / "schemathesis.toml").write_text(SCHEMATHESIS_CONFIG)  # read from the cwd
     async with embedded_service(tmp_path / "data", http={"rate_limit_per_s": 0}) as service:
         await _wait_for_prices(service.url)
         proc = await asyncio.create_subprocess_exec(
@@ -96,7 +112,7 @@ async def test_schemathesis_finds_no_failures_against_the_running_service(tmp_pa
                 await proc.wait()
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6_000:]
-    assert "Tested: 10" in text, text[-2_000:]
+    assert "Tested: 11" in text, text[-2_000:]
 
 
 async def _wait_for_prices(url: str) -> None:
