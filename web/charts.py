@@ -8,9 +8,11 @@ render-only app for a separate render role behind the same URL paths.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from render.pool import Busy, RenderFailed, RenderTimeout, WorkerDied
 from render.service import NoData, RenderConfig, Rendered, Renderer
@@ -32,44 +34,127 @@ def install(app: web.Application, *, store: Store, config: RenderConfig) -> None
         yield
         await renderer.close()
 
+    app[PARSED] = ParsedUrls()
     app.cleanup_ctx.append(renderer_ctx)
     routes.setup_render(app)
 
 
 async def chart(request: web.Request) -> web.Response:
-    spec = _spec(request, parse_chart)
+    spec, key = _spec(request, parse_chart)
     guard_symbol(request, spec.symbol)
-    return await _serve(request, spec)
+    return await _serve(request, spec, key)
 
 
 async def snapshot(request: web.Request) -> web.Response:
-    spec = _spec(request, parse_snapshot)
+    spec, key = _spec(request, parse_snapshot)
     guard_symbol(request, spec.symbol)
-    return await _serve(request, spec)
+    return await _serve(request, spec, key)
 
 
 Parser = Callable[[str, str, Mapping[str, str]], Spec]
+#: A request's URL parts: parser, symbol, format and the (decoded) query string.
+UrlKey = tuple[str, str, str, str]
 
 
-def _spec(request: web.Request, parse: Parser) -> Spec:
-    """The request's spec; the same URL is parsed once (clients repeat a few URLs constantly)."""
+class ParsedUrls:
+    """The specs of chart and snapshot URLs already answered from data, by their URL parts.
+
+    Clients repeat a few URLs constantly; a hit skips parsing the query. Only a URL that was
+    valid, named a symbol with prices and carried nothing but the parameters its parser reads
+    (each once) is kept, and only if its query string is at most ``max_query_chars``: a bad
+    request (400), an unknown symbol (404), a private one refused (401) or a junk parameter is
+    parsed again each time and never stored. Bounded by ``max_entries`` and by ``max_bytes``,
+    the estimated memory of the entries; the least recently used go first.
+    """
+
+    #: what one entry costs besides its strings: the key tuple, the spec, the map's slot
+    #: (tracemalloc: 450 bytes an entry in all for URLs like ``range=1d&w=640&h=300``)
+    ENTRY_BYTES = 400
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 4_096,
+        max_bytes: int = 2 * 1024 * 1024,
+        max_query_chars: int = 256,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_query_chars = max_query_chars
+        self.bytes = 0
+        self._items: OrderedDict[UrlKey, Spec] = OrderedDict()
+
+    def get(self, key: UrlKey) -> Spec | None:
+        spec = self._items.get(key)
+        if spec is not None:
+            self._items.move_to_end(key)
+        return spec
+
+    def put(self, key: UrlKey, spec: Spec) -> None:
+        if len(key[3]) > self.max_query_chars or key in self._items:
+            return
+        self._items[key] = spec
+        self.bytes += self._size(key)
+        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            dropped, _ = self._items.popitem(last=False)
+            self.bytes -= self._size(dropped)
+
+    def _size(self, key: UrlKey) -> int:
+        return self.ENTRY_BYTES + sum(len(part) for part in key)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PARSED: web.AppKey[ParsedUrls] = web.AppKey("parsed_urls", ParsedUrls)
+
+
+class _Reads(Mapping[str, str]):
+    """A request's query that notes which names the parser looked up."""
+
+    def __init__(self, query: MultiMapping[str]) -> None:
+        self.query = query
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return self.query[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.query)
+
+    def __len__(self) -> int:
+        return len(set(self.query))
+
+    def only_what_was_read(self) -> bool:
+        """Every parameter is one the parser read, and none is repeated."""
+        names = set(self.query)  # each name once; len(query) counts every pair
+        return len(names) == len(self.query) and self.read.issuperset(names)
+
+
+def _spec(request: web.Request, parse: Parser) -> tuple[Spec, UrlKey | None]:
+    """The request's spec, and the key to keep it under once it is answered from data (None:
+    never). The same URL is parsed once (clients repeat a few URLs constantly)."""
     info = request.match_info
-    parsed = request.app[RENDERER].parsed
     key = (parse.__name__, info["symbol"], info["fmt"], request.query_string)
-    spec = parsed.get(key)
-    if spec is None:
-        try:
-            spec = parse(info["symbol"], info["fmt"], request.query)
-        except SpecError as exc:
-            raise BadRequest(str(exc)) from exc
-        parsed.put(key, spec)
-    return spec
+    spec = request.app[PARSED].get(key)
+    if spec is not None:
+        return spec, None
+    query = _Reads(request.query)
+    try:
+        spec = parse(info["symbol"], info["fmt"], query)
+    except SpecError as exc:
+        raise BadRequest(str(exc)) from exc
+    return spec, key if query.only_what_was_read() else None
 
 
-async def _serve(request: web.Request, spec: Spec) -> web.Response:
+async def _serve(request: web.Request, spec: Spec, key: UrlKey | None) -> web.Response:
+    """``key``: where to keep ``spec`` once the symbol is known to have prices."""
     renderer = request.app[RENDERER]
     try:
         version, cached = await renderer.prepare(spec)
+        if key is not None:
+            request.app[PARSED].put(key, spec)
         if version.etag in request.headers.get("If-None-Match", ""):
             max_age = f"public, max-age={FRESH_MS[spec.range] // 1000}"
             headers = {"ETag": version.etag, "Cache-Control": max_age}

@@ -1,5 +1,6 @@
 """Hostile HTTP clients (issue 12) over raw sockets on 127.0.0.1: clients that drip a request
-head byte by byte or connect and send nothing are closed, while everyone else is served.
+head byte by byte or connect and send nothing are closed, while everyone else is served; junk
+chart URLs leave nothing behind in the parsed-URL cache.
 
 Every wait has an outer timeout, so a connection the server never closes fails the test instead
 of hanging it; nothing asserts how long anything took.
@@ -18,11 +19,14 @@ import uvloop
 from aiohttp import web
 from websockets.asyncio.client import connect
 
+from render.spec import ChartSpec
 from stream.bus.memory import MemoryBus
 from stream.store.sqlite import SqliteStore
 from tests.conftest import embedded_service
 from tests.web.live_server import LiveServer
+from tests.web.test_charts import render_server
 from web.app import GuardedSite, ServerLimits, make_app, make_health_app, make_runner
+from web.charts import PARSED, ParsedUrls
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 #: a hang is a failure, not a stuck test run
@@ -247,3 +251,69 @@ def test_on_uvloop_as_pricestream_run_a_partial_head_is_closed_and_others_are_se
     answer, status = uvloop.run(scenario())
     assert status == 200
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+
+# -- the parsed-URL cache: junk is never kept --------------------------------------------------
+
+
+def spec(width_px: int) -> ChartSpec:
+    return ChartSpec("XAU-USD", "1d", "5m", "png", width_px=width_px)
+
+
+def key(query: str) -> tuple[str, str, str, str]:
+    return ("parse_chart", "XAU-USD", "png", query)
+
+
+def test_the_parsed_url_cache_is_bounded_in_entries_and_bytes_and_drops_the_least_used() -> None:
+    by_count = ParsedUrls(max_entries=2, max_bytes=1_000_000)
+    for w in (600, 700, 800):
+        by_count.put(key(f"w={w}"), spec(w))
+        by_count.get(key("w=600"))  # 600 stays in use
+    assert (len(by_count), by_count.get(key("w=700")), by_count.get(key("w=600"))) == (
+        2, None, spec(600)
+    )  # fmt: skip
+    one = ParsedUrls.ENTRY_BYTES + len("parse_chartXAU-USDpngw=600")
+    by_size = ParsedUrls(max_entries=100, max_bytes=2 * one)
+    for w in (600, 700, 800):
+        by_size.put(key(f"w={w}"), spec(w))
+    assert (len(by_size), by_size.bytes) == (2, 2 * one)
+    assert by_size.get(key("w=600")) is None
+    by_size.put(key("w=" + "0" * 300 + "600"), spec(600))  # too long to keep
+    by_size.put(key("w=800"), spec(800))  # already there
+    assert (len(by_size), by_size.bytes) == (2, 2 * one)
+
+
+async def test_junk_chart_requests_leave_the_parsed_url_cache_as_it_was(tmp_path: Path) -> None:
+    """Unknown symbols, bad values, unknown or repeated parameters and overlong queries are
+    answered (404, 400 or the chart) and parsed each time; only clean URLs are kept."""
+    pad = "x" * 2_000
+    junk = [
+        *(f"/charts/XPT-USD.png?range=1d&n={i}" for i in range(100)),  # no prices: 404
+        *(f"/charts/ABC-DEF.png?range=1d&n={i}{pad}" for i in range(100)),
+        *(f"/snapshots/XPT-USD.csv?n={i}" for i in range(100)),
+        *(f"/charts/XAU-USD.png?w={i}" for i in range(2_001, 2_101)),  # bad value: 400
+        *(f"/charts/XAU-USD.png?range=1d&n={i}{pad}" for i in range(100)),  # junk name: 200
+        *(f"/charts/XAU-USD.png?range=1d&w=600&w={i}" for i in range(100)),  # repeated
+        *(f"/charts/XAU-USD.png?w={'0' * (300 + i)}600" for i in range(100)),  # overlong
+    ]
+    async with render_server(tmp_path) as (server, _), aiohttp.ClientSession() as http:
+        parsed = server.app[PARSED]
+
+        async def status(path: str) -> int:
+            async with http.get(server.make_url(path)) as resp:
+                await resp.read()
+                return resp.status
+
+        assert await status("/charts/XAU-USD.png?range=1d&w=640") == 200
+        assert len(parsed) == 1
+        before = parsed.bytes
+        statuses: dict[int, int] = {}
+        for start in range(0, len(junk), 50):
+            for s in await asyncio.gather(*(status(p) for p in junk[start : start + 50])):
+                statuses[s] = statuses.get(s, 0) + 1
+        assert statuses == {404: 300, 400: 100, 200: 300}
+        assert (len(parsed), parsed.bytes) == (1, before)
+        # the cache still works: a clean URL is kept, one already kept is not added twice
+        assert await status("/snapshots/XAU-USD.csv?range=1w") == 200
+        assert await status("/charts/XAU-USD.png?range=1d&w=640") == 200
+        assert len(parsed) == 2
