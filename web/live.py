@@ -23,8 +23,14 @@ token is valid. Every subscribe to a private channel checks it again, and a time
 expiry closes a connection that still holds private channels with 4001 (re-authenticating with
 ``{"op":"auth",...}`` before then moves the timer).
 
-Close codes: 1001 server going away (reconnect elsewhere), 1009 message too big, 4001 the token
-expired while the connection held private channels, 4008 client too slow. A client that does not
+Frames from a client must be masked (RFC 6455 section 5.1); aiohttp's reader does not check, so
+``MaskedFramesOnly`` sits between the socket and aiohttp and fails a connection that sends an
+unmasked frame: a close frame with 1002, then the TCP connection is closed, before the frame is
+read.
+
+Close codes: 1001 server going away (reconnect elsewhere), 1002 an unmasked frame, 1009 message
+too big, 4001 the token expired while the connection held private channels, 4008 client too
+slow. A client that does not
 answer a ping within ``heartbeat_ms / 2`` gets no close frame: the connection is dropped
 (aiohttp's heartbeat, then an abort here), which clients report as 1006.
 """
@@ -37,7 +43,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +66,7 @@ from web.auth import AuthConfig, Authenticator, AuthError, Identity, unauthorize
 
 log = logging.getLogger(__name__)
 
+CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_TOO_SLOW = 4008
 MAX_HZ_LIMIT = 1_000.0
@@ -450,6 +457,12 @@ class WsClient(Client):
             log.info("closing a websocket client of %s: its token expired", self.principal)
             self.close_with(CLOSE_TOKEN_EXPIRED, f"token expired; it held {private[0]}")
 
+    def protocol_error(self, reason: str) -> None:
+        """The connection is being failed under aiohttp (``MaskedFramesOnly``): answer nothing
+        more and free what waits."""
+        if self.closing is None:
+            self._shut(reason)
+
     def close_with(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` without waiting for it; ``finish`` awaits it."""
         if self.closing is not None:
@@ -522,6 +535,140 @@ class WsClient(Client):
             transport = self.request.transport
             if transport is not None:
                 transport.abort()
+
+
+class FrameMasks:
+    """Follows the frame headers in the bytes a client sends (RFC 6455 section 5.2) to find the
+    first frame that is not masked. Sans-I/O: bytes in, a count out; it passes over payloads
+    without reading them."""
+
+    def __init__(self) -> None:
+        self._head = bytearray()  # the start of a frame header split across reads
+        self._skip = 0  # bytes of the current frame (mask key and payload) still to come
+        self.unmasked = False  # a frame without a mask was seen; the stream is bad from there
+
+    def feed(self, data: bytes) -> int:
+        """How many of ``data``'s bytes belong to masked frames: all of them, or up to where the
+        first unmasked frame's header starts (0 if it started in an earlier read, or earlier)."""
+        if self.unmasked:
+            return 0
+        head, pos, end = self._head, 0, len(data)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            began = pos - len(head)  # where this header started in data; < 0: in an earlier read
+            need = 2 if len(head) < 2 else _header_bytes(head[1])
+            take = min(need - len(head), end - pos)
+            head += data[pos : pos + take]
+            pos += take
+            if len(head) < need:
+                continue
+            if need == 2:
+                if not head[1] & 0x80:
+                    self.unmasked = True
+                    head.clear()
+                    return max(began, 0)
+                if _header_bytes(head[1]) > 2:
+                    continue  # then the extended length
+            size = head[1] & 0x7F
+            if size >= 126:
+                size = int.from_bytes(head[2:], "big")
+            self._skip = 4 + size  # the mask key, then the payload
+            head.clear()
+        return end
+
+
+def _header_bytes(second: int) -> int:
+    """A frame header's length up to its mask key, from its second byte (the length field)."""
+    size = second & 0x7F
+    return 4 if size == 126 else 10 if size == 127 else 2
+
+
+class MaskedFramesOnly(asyncio.Protocol):
+    """Between a websocket's transport and aiohttp's protocol: passes the client's bytes on
+    while its frames are masked. At the first unmasked frame it stops passing anything on and,
+    once the handshake is answered (``open``), fails the connection as RFC 6455 section 7.1.7
+    says: a close frame with 1002, then the TCP connection is closed (aborted if the client has
+    not taken it within a second).
+
+    aiohttp offers no hook where frames are read, so this one sits under it, using nothing but
+    asyncio's ``Transport.set_protocol``. The bytes that came in with the upgrade request are
+    already in aiohttp's hands when the handler runs: they are checked (not passed on again)
+    from aiohttp's buffer of them, where one exists.
+    """
+
+    def __init__(self, transport: asyncio.Transport, inner: asyncio.Protocol) -> None:
+        self.transport = transport
+        self.inner = inner
+        self.frames = FrameMasks()
+        self.failed = False
+        self._on_fail: Callable[[str], None] | None = None
+        self._opened = False
+        self._abort: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def install(cls, request: web.Request) -> MaskedFramesOnly | None:
+        """Put a check under ``request``'s connection, before its handshake is answered."""
+        transport = request.transport
+        inner = transport.get_protocol() if transport is not None else None
+        if not isinstance(transport, asyncio.Transport) or not isinstance(inner, asyncio.Protocol):
+            return None
+        guard = cls(transport, inner)
+        # aiohttp keeps what followed the upgrade request until the websocket reader exists
+        tail = getattr(request.protocol, "_message_tail", b"")
+        if isinstance(tail, bytes):
+            guard.frames.feed(tail)
+        transport.set_protocol(guard)
+        return guard
+
+    def open(self, on_fail: Callable[[str], None]) -> None:
+        """The handshake is answered: fail the connection now or at its first unmasked frame;
+        ``on_fail`` (why) is called first."""
+        self._on_fail = on_fail
+        self._opened = True
+        if self.frames.unmasked:
+            self._fail()
+
+    def data_received(self, data: bytes) -> None:
+        if self.frames.unmasked:
+            return
+        good = self.frames.feed(data)
+        if good:
+            self.inner.data_received(data if good == len(data) else data[:good])
+        if self.frames.unmasked and self._opened:
+            self._fail()
+
+    def _fail(self) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        reason = "frames from a client must be masked (RFC 6455 section 5.1)"
+        log.info("failing a websocket connection: it sent an unmasked frame")
+        if self._on_fail is not None:
+            self._on_fail(reason)
+        message = CLOSE_PROTOCOL_ERROR.to_bytes(2, "big") + reason.encode()
+        # A server frame is never masked; a close frame carries at most 125 bytes.
+        self.transport.write(bytes((0x88, len(message))) + message)
+        self.transport.close()
+        self._abort = asyncio.get_running_loop().call_later(1.0, self.transport.abort)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._abort is not None:
+            self._abort.cancel()
+            self._abort = None
+        self.inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 @functools.lru_cache(maxsize=256)
@@ -803,11 +950,16 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat_ms / 1000, max_msg_size=config.max_message_bytes, compress=False
     )
+    # Checked from before the handshake's answer, so no frame gets past unchecked; only on an
+    # upgrade that will go through, so a refused one's connection stays plain HTTP.
+    masks = MaskedFramesOnly.install(request) if ws.can_prepare(request).ok else None
     await ws.prepare(request)
     client = WsClient(request, ws, config, hub.counters, auth=hub.auth)
     hub.clients.add(client)
     pump = asyncio.create_task(client.pump())
     try:
+        if masks is not None:
+            masks.open(client.protocol_error)
         client.authenticate(identity)
         async for msg in ws:
             if client.closing is not None:

@@ -1,5 +1,8 @@
 """The /ws endpoint against hostile or careless clients (issue 12, "weak points"): tokens that
-expire mid-connection. Each test ends with the hub as it found it: no client, no subscriber.
+expire mid-connection, unmasked frames. Each test ends with the hub as it found it: no client,
+no subscriber.
+
+Raw clients (tests/web/raw_ws.py) send what a websocket library would not.
 """
 
 from __future__ import annotations
@@ -9,13 +12,15 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.web.live_server import LiveServer, drain, live_server, recv, send
+from tests.web.raw_ws import CLOSE, PING, TEXT, RawWebSocket, client_frame
 from web.auth import AuthConfig, sign_hs256
-from web.live import CLOSE_TOKEN_EXPIRED, LiveConfig
+from web.live import CLOSE_PROTOCOL_ERROR, CLOSE_TOKEN_EXPIRED, FrameMasks, LiveConfig
 
 SECRET = "s" * 32
 GOLD, PRIVATE = "ticks:XAU-USD", "ticks:XPD-USD"
@@ -23,6 +28,19 @@ GOLD, PRIVATE = "ticks:XAU-USD", "ticks:XPD-USD"
 
 def token(exp_s: float, *, sub: str = "desk-7") -> str:
     return sign_hs256({"sub": sub, "exp": exp_s}, SECRET.encode())
+
+
+def port_of(server: LiveServer) -> int:
+    return int(server.url.rsplit(":", 1)[1].strip("/"))
+
+
+async def frames_until_end(peer: RawWebSocket) -> list[tuple[int, bytes]]:
+    """Every frame the server sends until it ends the TCP connection (at most 10 s)."""
+    frames = []
+    async with asyncio.timeout(10):
+        while (got := await peer.frame()) is not None:
+            frames.append(got)
+    return frames
 
 
 def hub_is_empty(server: LiveServer) -> bool:
@@ -113,3 +131,109 @@ async def test_a_fresh_token_before_expiry_keeps_the_private_channels(server: Li
         (client,) = server.hub.clients
         assert client.closing is None
     await server.until(lambda: hub_is_empty(server))
+
+
+# -- unmasked frames ---------------------------------------------------------------------------
+
+SUBSCRIBE_GOLD = orjson.dumps({"op": "subscribe", "channels": [GOLD]})
+
+
+def _frame(payload_bytes: int, *, masked: bool = True) -> bytes:
+    """A text frame with a payload of that many bytes, in the shortest length form."""
+    n, bit = payload_bytes, 0x80 if masked else 0
+    if n < 126:
+        head = bytes((0x81, bit | n))
+    elif n < 65_536:
+        head = bytes((0x81, bit | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, bit | 127)) + n.to_bytes(8, "big")
+    return head + (b"\x01\x02\x03\x04" if masked else b"") + b"x" * n
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1_000, 1_000_000])
+@pytest.mark.parametrize(
+    ("frames", "good"),
+    [
+        ([_frame(5)], None),
+        ([_frame(125), _frame(126), _frame(65_535), _frame(65_536)], None),
+        ([_frame(0, masked=False)], 0),
+        ([_frame(5), _frame(5, masked=False), _frame(5)], len(_frame(5))),
+        ([_frame(300), _frame(70_000), _frame(300, masked=False)], 300 + 8 + 70_000 + 14),
+        ([_frame(70_000, masked=False)], 0),
+    ],
+)
+def test_frame_masks_finds_the_first_unmasked_frame_however_the_bytes_are_split(
+    frames: list[bytes], good: int | None, chunk: int
+) -> None:
+    stream = b"".join(frames)
+    check, passed = FrameMasks(), 0
+    for start in range(0, len(stream), chunk):
+        piece = stream[start : start + chunk]
+        taken = check.feed(piece)
+        passed += taken
+        if taken < len(piece):
+            break
+    if good is None:
+        assert passed == len(stream)
+        assert not check.unmasked
+    else:  # the bad frame's first byte may have gone on in an earlier read, never its second
+        assert good <= passed <= good + 1
+        assert check.unmasked
+        assert check.feed(b"more") == 0
+
+
+async def test_an_unmasked_frame_gets_close_1002_and_the_connection_leaves_the_hub(
+    server: LiveServer,
+) -> None:
+    peer = await RawWebSocket.open(port_of(server))
+    try:
+        peer.send(TEXT, SUBSCRIBE_GOLD)
+        opcode, snapshot = await asyncio.wait_for(_next_data(peer), 5)
+        assert (opcode, orjson.loads(snapshot)["type"]) == (TEXT, "snapshot")
+        assert server.hub.channels[GOLD].subscribers == server.hub.clients
+        peer.send_json({"op": "ping"}, masked=False)
+        frames = await frames_until_end(peer)
+    finally:
+        peer.close()
+    assert frames, "the connection ended without a close frame"
+    opcode, payload = frames[-1]
+    assert opcode == CLOSE
+    assert int.from_bytes(payload[:2], "big") == CLOSE_PROTOCOL_ERROR
+    assert b"masked" in payload[2:]
+    assert not any(b'"pong"' in p for op, p in frames if op == TEXT)  # the frame was not read
+    await server.until(lambda: hub_is_empty(server))
+
+
+async def test_an_unmasked_frame_sent_with_the_upgrade_request_is_refused_too(
+    server: LiveServer,
+) -> None:
+    early = client_frame(TEXT, SUBSCRIBE_GOLD, masked=False)
+    peer = await RawWebSocket.open(port_of(server), early=early)
+    try:
+        frames = await frames_until_end(peer)
+    finally:
+        peer.close()
+    assert [(op, int.from_bytes(p[:2], "big")) for op, p in frames] == [
+        (CLOSE, CLOSE_PROTOCOL_ERROR)
+    ]  # and no snapshot: the subscribe was not answered
+    await server.until(lambda: hub_is_empty(server))
+
+
+async def test_masked_frames_sent_with_the_upgrade_request_are_answered(
+    server: LiveServer,
+) -> None:
+    peer = await RawWebSocket.open(port_of(server), early=client_frame(TEXT, SUBSCRIBE_GOLD))
+    try:
+        opcode, snapshot = await asyncio.wait_for(_next_data(peer), 5)
+        assert (opcode, orjson.loads(snapshot)["channel"]) == (TEXT, GOLD)
+    finally:
+        peer.close()
+    await server.until(lambda: hub_is_empty(server))
+
+
+async def _next_data(peer: RawWebSocket) -> tuple[int, bytes]:
+    """The next frame that is not a ping."""
+    while (got := await peer.frame()) is not None:
+        if got[0] != PING:
+            return got
+    raise AssertionError("the server ended the connection")
