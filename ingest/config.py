@@ -28,7 +28,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "http_poll": (*_COMMON, *_NETWORK, "interval_ms", "timeout_ms"),
     "http_stream": (*_COMMON, *_NETWORK, "timeout_ms"),
     "replay": (*_COMMON, "path", "speed", "format", "symbols"),
-    "simulator": (*_COMMON, "seed", "rate_hz", "interval_ms"),
+    "simulator": (*_COMMON, "seed", "rate_hz", "interval_ms", "history_days"),
 }  # fmt: skip
 GENERIC_KEYS = (
     "fields", "records", "ts_unit", "constant_symbol", "heartbeat_field", "heartbeat_value",
@@ -68,6 +68,7 @@ class VendorConfig:
     # simulator
     seed: int = 1
     rate_hz: float = 4.0
+    history_days: int = 90  # simulated history on a fresh store (simulator); 0: none
     # generic profile
     generic: FieldMap = field(default_factory=FieldMap)
 
@@ -209,6 +210,7 @@ def _check(at: str, v: VendorConfig) -> None:
         ("interval_ms", v.interval_ms, 1, 3_600_000),
         ("timeout_ms", v.timeout_ms, 1, 600_000),
         ("seed", v.seed, 0, 2**63),
+        ("history_days", v.history_days, 0, 3_650),
     ]
     for key, value, lo, hi in ranges:
         if not lo <= value <= hi:

@@ -129,7 +129,8 @@ def build(
                 clock_ms=clock_ms,
             )  # fmt: skip
             sim = Simulator(rate_hz=v.rate_hz, seed=v.seed, start_ms=clock_ms(),
-                            prices=sim_prices, backfill=sim_prices is not None)  # fmt: skip
+                            prices=sim_prices, backfill=sim_prices is not None,
+                            history_days=v.history_days)  # fmt: skip
             run = SimulatorCollector(sim, feed, interval_ms=v.interval_ms, clock_ms=clock_ms).run
         elif v.kind == "replay":
             feed = Feed(

@@ -50,7 +50,7 @@ METALS: tuple[Metal, ...] = (
 HISTORY: tuple[tuple[int, int], ...] = (
     (3_600_000, 2_000),  # the last hour: every 2 s
     (86_400_000, 20_000),  # the last day: every 20 s
-    (90 * 86_400_000, 1_200_000),  # the last 90 days: every 20 minutes
+    (90 * 86_400_000, 1_200_000),  # the last 90 days (``history_days``): every 20 minutes
 )
 
 VENDORS: tuple[SimVendor, ...] = (
@@ -73,6 +73,7 @@ class Simulator:
         start_ms: int,
         prices: Mapping[str, float] | None = None,
         backfill: bool = False,
+        history_days: int = 90,
     ) -> None:
         """``prices``: where each metal's walk starts, by symbol (the latest stored price, so a
         restart continues where the last run stopped); a metal not in it starts at its own.
@@ -87,7 +88,12 @@ class Simulator:
         self.seed = seed
         self.start_ms = start_ms
         self.continued = {m.symbol for m in metals if prices and m.symbol in prices}
-        self.backfill = backfill
+        self.backfill = backfill and history_days > 0
+        # The sparse span reaches back ``history_days``; the dense ones stay as they are.
+        self.spans = tuple(
+            (back_ms if i < len(HISTORY) - 1 else history_days * 86_400_000, step_ms)
+            for i, (back_ms, step_ms) in enumerate(HISTORY)
+        )
         self._rng = random.Random(seed)
         self._price = [(prices or {}).get(m.symbol, m.price) for m in metals]
         self._price_ms = [start_ms] * len(metals)
@@ -112,8 +118,10 @@ class Simulator:
         vendor = self.vendors[0]
         end = self.start_ms
         times: list[int] = []
-        for back_ms, step_ms in HISTORY:
+        for back_ms, step_ms in self.spans:
             start = end - back_ms
+            if times and start >= times[0]:
+                continue  # a short history: this span is within the denser ones
             stop = times[0] if times else end
             times = list(range(start - start % step_ms, stop, step_ms)) + times
         out: list[Tick] = []

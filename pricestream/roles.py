@@ -37,6 +37,7 @@ from pricestream.settings import (
     http_options,
     live_config,
     parse_duration_ms,
+    precision,
     render_config,
     server_limits,
 )
@@ -209,7 +210,8 @@ async def _serve(
     if "web" in roles:
         assert store is not None
         app = make_app(store=store, bus=bus, render=render, http=http_options(settings),
-                       live=live_config(settings), auth=auth_config(settings))  # fmt: skip
+                       live=live_config(settings), auth=auth_config(settings),
+                       precision=precision(settings))  # fmt: skip
     elif render is not None:
         assert store is not None
         app = make_render_app(store=store, render=render, http=http_options(settings),

@@ -18,7 +18,7 @@ from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 from ingest.config import CompositeConfig, VendorConfig, VendorConfigError, parse_vendors
 from render.service import DISK_FORMATS, RenderConfig
 from render.spec import parse_path
-from stream.contract import RESOLUTIONS, DailyBoundary, check_symbol
+from stream.contract import METAL_DECIMALS, RESOLUTIONS, DailyBoundary, Precision, check_symbol
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from stream.store import DEFAULT_RETENTION_MS
 from stream.store.mongo import READ_PREFERENCES
@@ -156,6 +156,8 @@ class Simulator:
     seed: int = 1
     rate_hz: float = 4.0
     interval_ms: int = 20
+    #: days of simulated history on a fresh store; 0: none
+    history_days: int = 90
 
 
 _RENDER = RenderConfig()  # the render pool's defaults
@@ -267,6 +269,26 @@ def _default_retention() -> dict[str, str]:
     return out
 
 
+def _default_decimals() -> dict[str, int]:
+    return dict(METAL_DECIMALS)
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """The decimals each symbol's prices are printed with on output (its tick size); a symbol
+    not listed gets ``default_decimals``."""
+
+    decimals: dict[str, int] = field(default_factory=_default_decimals)
+    default_decimals: int = 4
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("prices.default_decimals", 0 <= self.default_decimals <= 10, "must be 0..10"),
+            ("prices.decimals", all(0 <= d <= 10 for d in self.decimals.values()),
+             "must give each symbol 0..10 decimals"),
+        ]  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: Server = field(default_factory=Server)
@@ -281,6 +303,7 @@ class Settings:
     auth: Auth = field(default_factory=Auth)
     retention: dict[str, str] = field(default_factory=_default_retention)
     composite: Composite = field(default_factory=Composite)
+    prices: Prices = field(default_factory=Prices)
     vendors: tuple[VendorConfig, ...] = ()
 
     @property
@@ -294,7 +317,7 @@ class Settings:
         return (
             VendorConfig(
                 "simulator", "simulator", seed=sim.seed, rate_hz=sim.rate_hz,
-                interval_ms=sim.interval_ms, stale_after_ms=3_000,
+                interval_ms=sim.interval_ms, stale_after_ms=3_000, history_days=sim.history_days,
             ),
         )  # fmt: skip
 
@@ -448,6 +471,8 @@ class Settings:
              "must be > 0 and <= 100000"),
             ("simulator.interval_ms", 1 <= self.simulator.interval_ms <= 10_000,
              "must be 1..10000"),
+            ("simulator.history_days", 0 <= self.simulator.history_days <= 3_650,
+             "must be 0..3650 (0: no history)"),
             ("log.level", self.log.level.lower() in ("debug", "info", "warning", "error"),
              "must be debug, info, warning or error"),
             ("log.format", self.log.format in ("text", "json"), "must be text or json"),
@@ -469,6 +494,12 @@ class Settings:
              "must be at least 32 characters (or empty: no tokens)"),
         ]  # fmt: skip
         checks += self.http.checks()
+        checks += self.prices.checks()
+        for symbol in self.prices.decimals:
+            try:
+                check_symbol(symbol)
+            except ValueError as exc:
+                raise ConfigError(f"prices.decimals: {exc}") from exc
         for path in self.render.pregenerate_paths:
             try:
                 parse_path(path)
@@ -485,6 +516,12 @@ class Settings:
             return f"{key} {rule}{origin}"  # never echo a secret
         value = getattr(getattr(self, section, None), name, None)
         return f"{key} {rule}, got {value!r}{origin}"
+
+
+def precision(settings: Settings) -> Precision:
+    """The ``[prices]`` section as the ``Precision`` every output applies."""
+    p = settings.prices
+    return Precision(dict(p.decimals), p.default_decimals)
 
 
 def live_config(settings: Settings) -> LiveConfig:
@@ -537,7 +574,8 @@ def render_config(settings: Settings) -> RenderConfig | None:
     for name in ("enabled", "cache_dir", "disk_formats", "pregenerate"):
         del fields[name]
     return RenderConfig(**fields, cache_dir=cache_dir, disk_formats=r.disk_format_names,
-                        pregenerate=r.pregenerate_paths)  # fmt: skip
+                        pregenerate=r.pregenerate_paths,
+                        precision=precision(settings))  # fmt: skip
 
 
 _UNITS = {"ms": 1, "s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}

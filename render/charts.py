@@ -313,13 +313,14 @@ def layout(spec: ChartSpec, rows: Floats, as_of_ms: int, f: Font, title_font: Fo
     ticks, step = price_ticks(lo, hi, max(2, (y1 - y0) // 42))
     dec = price_decimals(step)
     labels = [(p, format_price(p, dec)) for p in ticks] if len(rows) else []
-    last_label = format_price(last, max(2, dec)) if math.isfinite(last) else ""
+    places = max(2, dec) if spec.decimals is None else spec.decimals  # the symbol's precision
+    last_label = format_price(last, places) if math.isfinite(last) else ""
     label_w = max([f.width(s) for _, s in labels] + [f.width(last_label) + 8])
     x0, x1 = 10, max(30, w - label_w - 14)
     times = time_ticks(t_min, t_max, max(1, (x1 - x0) // 90))
     if math.isfinite(last) and first:
         chg = last - first
-        change = f"{chg:+,.{max(2, dec)}f} ({chg / first * 100:+.2f}%)"
+        change = f"{chg:+,.{places}f} ({chg / first * 100:+.2f}%)"
     else:
         chg, change = 0.0, ""
     title = f"{spec.symbol}  {spec.range} | {spec.res}"
@@ -692,6 +693,8 @@ def render_plotly(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
     th = THEMES[spec.theme]
     lay = layout(spec, rows, as_of_ms, font(11), font(13))
     pw = lay.x1 - lay.x0
+    if spec.decimals is not None:  # every price the figure carries, to the symbol's precision
+        rows = np.column_stack([rows[:, T], np.round(rows[:, O:], spec.decimals)])
     data: list[dict[str, object]]
     if spec.kind == "candles":
         span = (lay.t_max - lay.t_min) or 1.0
@@ -759,8 +762,8 @@ def render_plotly(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
                 "xref": "paper",
                 "x0": 0,
                 "x1": 1,
-                "y0": lay.last,
-                "y1": lay.last,
+                "y0": float(lay.last_label.replace(",", "")),
+                "y1": float(lay.last_label.replace(",", "")),
                 "line": {"color": hex_colour(th.marker), "width": 1, "dash": "dot"},
             }
         ]
@@ -768,7 +771,7 @@ def render_plotly(spec: ChartSpec, rows: Floats, as_of_ms: int) -> bytes:
             {
                 "xref": "paper",
                 "x": 1,
-                "y": lay.last,
+                "y": float(lay.last_label.replace(",", "")),
                 "xanchor": "left",
                 "text": lay.last_label,
                 "showarrow": False,

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -50,7 +51,7 @@ from render.spec import (
     Spec,
     parse_path,
 )
-from stream.contract import RESOLUTIONS, Store, SymbolState
+from stream.contract import RESOLUTIONS, Precision, Store, SymbolState
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class RenderConfig:
     disk_formats: tuple[str, ...] = ("png", "snapshots")
     pregenerate: tuple[str, ...] = ()
     pregenerate_interval_ms: int = 1_000
+    #: the decimals each symbol's prices are printed with
+    precision: Precision = field(default_factory=Precision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +303,7 @@ class Renderer:
             c.cache_dir and kind in c.disk_formats and FRESH_MS[spec.range] >= c.disk_min_fresh_ms
         )
         name = f"{etag.strip(chr(34))}.{spec.fmt}" if shared else None
+        spec = dataclasses.replace(spec, decimals=c.precision.of(spec.symbol))
         if isinstance(spec, ChartSpec):
             chart_job = ("chart", spec, None, state.watermark_ms, name)
             return await self.charts.render(chart_job, data_key=data_key, data=rows)

@@ -78,6 +78,8 @@ class ChartSpec:
     height_px: int = 300
     kind: str = "area"
     theme: str = "light"
+    #: places prices are printed with (the symbol's precision); None: as stored
+    decimals: int | None = None
 
     @property
     def key(self) -> str:
@@ -93,6 +95,8 @@ class SnapshotSpec:
     range: str
     res: str
     fmt: str
+    #: places prices are printed with (the symbol's precision); None: as stored
+    decimals: int | None = None
 
     @property
     def key(self) -> str:

@@ -46,7 +46,7 @@ async def embedded_service(
     overrides: dict[str, Mapping[str, object]] = {
         "server": {"host": "127.0.0.1", "port": 0},
         "storage": {"data_dir": str(data_dir)},
-        "simulator": {"seed": 7, "rate_hz": 20.0},
+        "simulator": {"seed": 7, "rate_hz": 20.0, "history_days": 0},
         "stream": {"grace_ms": 300},
         **sections,
     }

@@ -17,9 +17,10 @@ from stream.contract import (
     SymbolState,
     Tick,
     check_symbol,
+    round_price,
 )
 from web.auth import AuthError, unauthorized
-from web.keys import AUTH, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
+from web.keys import AUTH, HUB, NOT_READY, PRECISION, ROLES, STORE, VENDOR_BOARD
 from web.live import newest_candles, serve_client
 from web.vendors import vendor_public
 
@@ -66,12 +67,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
-def _quote(tick: Tick) -> dict[str, object]:
+def _quote(tick: Tick, decimals: int) -> dict[str, object]:
     return {
         "symbol": tick.symbol,
-        "bid": tick.bid,
-        "ask": tick.ask,
-        "price": tick.price,
+        "bid": round_price(tick.bid, decimals),
+        "ask": round_price(tick.ask, decimals),
+        "price": round_price(tick.price, decimals),
         "ts_ms": tick.ts_ms,
         "vendor": tick.vendor,
     }
@@ -115,7 +116,8 @@ async def symbols(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     if auth.config.private_symbols and not _has_credentials(request):
         ticks = {name: t for name, t in ticks.items() if not auth.is_private(name)}
-    return json_response([_quote(ticks[name]) for name in sorted(ticks)])
+    places = request.app[PRECISION].of
+    return json_response([_quote(ticks[name], places(name)) for name in sorted(ticks)])
 
 
 def guard_symbol(request: web.Request, symbol: str) -> None:
@@ -138,7 +140,7 @@ async def latest(request: web.Request) -> web.Response:
     tick = await _latest(request, symbol)
     if tick is None:
         raise web.HTTPNotFound(text=f"no prices for {symbol}")
-    return json_response(_quote(tick))
+    return json_response(_quote(tick, request.app[PRECISION].of(symbol)))
 
 
 async def candles(request: web.Request) -> web.Response:
@@ -162,7 +164,8 @@ async def candles(request: web.Request) -> web.Response:
     hi = end_ms if end_ms is not None else 2**62
     recent = [c for c in request.app[HUB].recent_candles(symbol, res) if lo <= c.start_ms < hi]
     merged = newest_candles(stored, recent)
-    out = [merged[k].public() for k in sorted(merged)][-limit:]
+    places = request.app[PRECISION].of(symbol)
+    out = [merged[k].public(places) for k in sorted(merged)][-limit:]
     return json_response({"symbol": symbol, "res": res, "candles": out})
 
 

@@ -16,11 +16,11 @@ import orjson
 from aiohttp import web
 
 from render.service import RenderConfig
-from stream.contract import UPDATES, VENDORS, Bus, Store
+from stream.contract import UPDATES, VENDORS, Bus, Precision, Store
 from web import charts, metrics, middleware, routes
 from web.api import json_errors
 from web.auth import AuthConfig, Authenticator
-from web.keys import AUTH, BUS, HUB, NOT_READY, ROLES, STORE, VENDOR_BOARD
+from web.keys import AUTH, BUS, HUB, NOT_READY, PRECISION, ROLES, STORE, VENDOR_BOARD
 from web.live import Hub, LiveConfig
 from web.middleware import HttpOptions
 from web.vendors import VendorBoard
@@ -37,6 +37,7 @@ def make_app(
     live: LiveConfig | None = None,
     auth: AuthConfig | None = None,
     http: HttpOptions | None = None,
+    precision: Precision | None = None,
 ) -> web.Application:
     """The web role. ``store`` and ``bus`` are opened and closed by the caller.
 
@@ -47,6 +48,7 @@ def make_app(
     app[STORE] = store
     app[BUS] = bus
     app[AUTH] = Authenticator(auth or AuthConfig())
+    app[PRECISION] = precision or Precision()
     metrics.install(app)
     middleware.install(app, http or HttpOptions())
 
@@ -59,6 +61,7 @@ def make_app(
             config=live,
             auth=app[AUTH],
             counters=app[metrics.LIVE],
+            precision=app[PRECISION],
         )
         metrics.watch_consumer(app, consumer, reader="hub", topic=UPDATES)
         tasks = [

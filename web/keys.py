@@ -7,7 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from render.service import Renderer
-from stream.contract import Bus, Store
+from stream.contract import Bus, Precision, Store
 from web.auth import Authenticator
 from web.live import Hub
 from web.vendors import VendorBoard
@@ -21,3 +21,5 @@ NOT_READY: web.AppKey[Callable[[], str | None]] = web.AppKey("not_ready")
 ROLES: web.AppKey[tuple[str, ...]] = web.AppKey("roles")
 RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
 VENDOR_BOARD: web.AppKey[VendorBoard] = web.AppKey("vendor_board")
+#: the decimals each symbol's prices are printed with
+PRECISION: web.AppKey[Precision] = web.AppKey("precision", Precision)

@@ -56,6 +56,7 @@ from stream.contract import (
     Consumer,
     DecodeError,
     InvalidSymbol,
+    Precision,
     Store,
     Tick,
     check_symbol,
@@ -701,8 +702,8 @@ def newest_candles(stored: Iterable[Candle], recent: Iterable[Candle]) -> dict[i
     return merged
 
 
-def _update_text(channel: str, seq: int, value: Tick | Candle) -> str:
-    data = tick_public(value) if isinstance(value, Tick) else value.public()
+def _update_text(channel: str, seq: int, value: Tick | Candle, decimals: int | None) -> str:
+    data = tick_public(value, decimals) if isinstance(value, Tick) else value.public(decimals)
     return orjson.dumps({"type": "update", "channel": channel, "seq": seq, "data": data}).decode()
 
 
@@ -718,8 +719,10 @@ class Hub:
         config: LiveConfig | None = None,
         auth: Authenticator | None = None,
         counters: Counters | None = None,
+        precision: Precision | None = None,
     ) -> None:
         self.consumer = consumer
+        self.precision = precision or Precision()  # the decimals prices are sent with
         self.counters: Counters = counters if counters is not None else _Counts()
         self.auth = auth or Authenticator(AuthConfig())
         self.store = store
@@ -832,7 +835,8 @@ class Hub:
         self, ch: _Channel, name: str, seq: int, value: Tick | Candle, now_s: float
     ) -> str | None:
         """Keep ``value`` in the channel's history; its message if anyone is subscribed."""
-        text = _update_text(name, seq, value) if ch.subscribers else None
+        places = self.precision.of(value.symbol)
+        text = _update_text(name, seq, value, places) if ch.subscribers else None
         recent = ch.recent
         if recent and recent[-1][0] + 1 != seq:
             recent.clear()  # a gap (this node missed updates): resume only from here on
@@ -855,7 +859,7 @@ class Hub:
         if not recent or recent[0][0] > since + 1 or recent[-1][0] != ch.seq:
             return None
         return [
-            (seq, text or _update_text(channel, seq, value))
+            (seq, text or _update_text(channel, seq, value, self.precision.of(value.symbol)))
             for seq, _, value, text in recent
             if seq > since
         ]
@@ -914,10 +918,11 @@ class Hub:
         data: object
         if res is None:
             tick = ch.tick or (state.latest if state else None)
-            data = tick_public(tick) if tick else None
+            data = tick_public(tick, self.precision.of(symbol)) if tick else None
         else:
             merged = newest_candles(history, ch.candles.values())
-            data = {"candles": [merged[k].public() for k in sorted(merged)][-self.history :]}
+            places = self.precision.of(symbol)
+            data = {"candles": [merged[k].public(places) for k in sorted(merged)][-self.history :]}
         snap: dict[str, object] = {"type": "snapshot", "channel": channel, "seq": ch.seq}
         if since is not None:
             snap["recovered"] = False

@@ -47,6 +47,7 @@ from stream.contract.ports import (
     Store,
     SymbolState,
 )
+from stream.contract.precision import METAL_DECIMALS, Precision, round_price
 from stream.contract.resolutions import (
     RESOLUTIONS,
     DailyBoundary,
@@ -56,6 +57,7 @@ from stream.contract.resolutions import (
 
 __all__ = [
     "DEADLETTER",
+    "METAL_DECIMALS",
     "RESOLUTIONS",
     "TICKS",
     "UPDATES",
@@ -70,6 +72,7 @@ __all__ = [
     "DecodeError",
     "InvalidSymbol",
     "Positions",
+    "Precision",
     "PricestreamError",
     "Producer",
     "Record",
@@ -96,6 +99,7 @@ __all__ = [
     "encode_update",
     "encode_update_raw",
     "encode_vendor_status",
+    "round_price",
     "tick_key",
     "tick_public",
 ]

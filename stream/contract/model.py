@@ -12,6 +12,7 @@ import re
 import msgspec
 
 from stream.contract.errors import InvalidSymbol
+from stream.contract.precision import round_price
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})+$")
 
@@ -68,14 +69,15 @@ class Candle(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
     last_ts_ms: int
     closed: bool
 
-    def public(self) -> dict[str, object]:
-        """The fields the HTTP and websocket APIs show."""
+    def public(self, decimals: int | None = None) -> dict[str, object]:
+        """The fields the HTTP and websocket APIs show, prices to ``decimals`` places."""
+        r = (lambda v: v) if decimals is None else (lambda v: round_price(v, decimals))
         return {
             "start_ms": self.start_ms,
-            "open": self.open,
-            "high": self.high,
-            "low": self.low,
-            "close": self.close,
+            "open": r(self.open),
+            "high": r(self.high),
+            "low": r(self.low),
+            "close": r(self.close),
             "ticks": self.ticks,
             "closed": self.closed,
         }
@@ -120,14 +122,15 @@ class VendorStatus(msgspec.Struct, frozen=True, gc=False, tag_field="v", tag=1):
     seq_resets: int = 0
 
 
-def tick_public(tick: Tick) -> dict[str, object]:
-    """The fields the HTTP and websocket APIs show for a tick."""
+def tick_public(tick: Tick, decimals: int | None = None) -> dict[str, object]:
+    """The fields the HTTP and websocket APIs show for a tick, prices to ``decimals`` places."""
+    r = (lambda v: v) if decimals is None else (lambda v: round_price(v, decimals))
     out: dict[str, object] = {
         "symbol": tick.symbol,
         "vendor": tick.vendor,
-        "bid": tick.bid,
-        "ask": tick.ask,
-        "price": tick.price,
+        "bid": r(tick.bid),
+        "ask": r(tick.ask),
+        "price": r(tick.price),
         "ts_ms": tick.ts_ms,
         "recv_ms": tick.recv_ms,
     }

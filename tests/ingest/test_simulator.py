@@ -90,3 +90,9 @@ def test_a_metal_with_a_stored_price_continues_from_it_without_history() -> None
     gold = [t for t in sim.advance(T0 + 10_000) if t.symbol == "XAU-USD"]
     assert gold
     assert all(abs(t.price / 4321.0 - 1) < 0.002 for t in gold)
+
+
+def test_history_days_sets_how_far_back_and_zero_turns_history_off() -> None:
+    assert Simulator(seed=5, start_ms=T0, backfill=True, history_days=0).history() == []
+    week = Simulator(seed=5, start_ms=T0, backfill=True, history_days=7).history()
+    assert 7 * 86_400_000 <= T0 - week[0].ts_ms <= 7 * 86_400_000 + 1_200_000  # on a 20-min step
