@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from render.raster import Font, Palette, Pixels, canvas, draw_text, encode_png, font
+from render.raster import LEVELS, Font, Palette, Pixels, canvas, draw_text, encode_png, font
 from render.spec import RANGES_MS, ChartSpec
 from stream.contract import RESOLUTIONS
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
@@ -361,6 +361,8 @@ class Inks:
     down: int
     marker: int
     fill: int  # FILL_SHADES entries, top to bottom
+    line_bg: int  # ramps from the background, and from the fill, to the line: its soft edges
+    line_fill: int
     text: int  # ramps
     title: int
     up_text: int
@@ -386,6 +388,7 @@ def inks(theme_name: str) -> Inks:
         )
     return Inks(
         p, bg, grid, axis, line, up, down, marker, fill,
+        p.ramp(th.bg, th.line), p.ramp(th.fill_top, th.line),
         p.ramp(th.bg, th.text), p.ramp(th.bg, th.title), p.ramp(th.bg, th.up),
         p.ramp(th.bg, th.down), p.ramp(th.marker, th.marker_text),
     )  # fmt: skip
@@ -464,13 +467,21 @@ def _png_area(
     top = np.fmin(np.fmin(at_edges[:-1], at_edges[1:]), cmin)
     bot = np.fmax(np.fmax(at_edges[:-1], at_edges[1:]), cmax)
     valid = ~np.isnan(top)
-    top = np.where(valid, np.floor(top - 0.6), ph + 1).astype(np.int16)
-    bot = np.where(valid, np.ceil(bot + 0.6), ph).astype(np.int16)  # no fill where invalid
+    # The line is the band [a, b] of each column, 1.2 px wider than the points it joins; its
+    # first and last rows are partly covered and get a blend by how much (anti-aliasing): with
+    # the background above the line, with the fill below it.
+    a = np.where(valid, top - 0.6, ph + 1.0)
+    b = np.where(valid, bot + 0.6, ph + 1.0)
+    ra, rb = np.floor(a), np.floor(b)
+    top_level = np.rint(np.clip(np.minimum(b, ra + 1) - a, 0, 1) * (LEVELS - 1)).astype(np.uint8)
+    bot_level = np.rint((b - rb) * (LEVELS - 1)).astype(np.uint8)
+    ra_i, rb_i = ra.astype(np.int16), rb.astype(np.int16)
     r = np.arange(ph, dtype=np.int16)[:, None]
     shade = (ink.fill + np.arange(ph) * FILL_SHADES // ph).astype(np.uint8)[:, None]
-    below = r > bot
-    np.copyto(plot, shade, where=below)
-    np.copyto(plot, np.uint8(ink.line), where=~below & (r >= top))
+    np.copyto(plot, shade, where=r > rb_i)
+    np.copyto(plot, np.uint8(ink.line), where=(r > ra_i) & (r < rb_i))
+    np.copyto(plot, (ink.line_bg + top_level)[None, :], where=r == ra_i)
+    np.copyto(plot, (ink.line_fill + bot_level)[None, :], where=(r == rb_i) & (rb_i > ra_i))
 
 
 def _png_candles(plot: Pixels, spec: ChartSpec, rows: Floats, lay: Layout, ink: Inks) -> None:

@@ -24,7 +24,7 @@ from render.charts import (
     render_svg,
     time_ticks,
 )
-from render.raster import Palette, canvas, encode_png, font
+from render.raster import LEVELS, Palette, canvas, encode_png, font
 from render.spec import ChartSpec
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS
 
@@ -186,3 +186,14 @@ def test_the_svg_last_price_tag_is_fitted_inside_the_image() -> None:
     assert rect is not None
     assert int(rect.group(1)) + int(rect.group(2)) <= 600
     assert re.search(r'textLength="\d+" lengthAdjust="spacingAndGlyphs">4,283.65<', svg)
+
+
+def test_the_png_area_line_has_soft_edges_in_blends_of_its_own_colour() -> None:
+    rows = rows_of(4_000 + np.cumsum(np.random.default_rng(1).normal(0, 0.5, 60)))
+    png = render_png(ChartSpec("XAU-USD", "1h", "1m", "png"), rows, END_MS)
+    indices = np.asarray(Image.open(io.BytesIO(png)))  # the palette index of every pixel
+    ink = inks("light")
+    edges = {"from the background": ink.line_bg, "from the fill": ink.line_fill}
+    for name, base in edges.items():
+        blends = ((indices > base) & (indices < base + LEVELS - 1)).sum()
+        assert blends > 100, f"no blends {name}: the line is stair-stepped"
