@@ -222,6 +222,9 @@ class Live:
     heartbeat_ms: int = 20_000
     max_channels: int = 64
     max_message_bytes: int = 65_536
+    max_channels_per_message: int = 100
+    max_messages_per_s: float = 20.0  # per connection; 0: no limit
+    message_burst: int = 40
 
     def checks(self) -> list[tuple[str, bool, str]]:
         return [
@@ -235,6 +238,11 @@ class Live:
             ("live.max_channels", 1 <= self.max_channels <= 10_000, "must be 1..10000"),
             ("live.max_message_bytes", 256 <= self.max_message_bytes <= 16_777_216,
              "must be 256..16777216"),
+            ("live.max_channels_per_message", 1 <= self.max_channels_per_message <= 10_000,
+             "must be 1..10000"),
+            ("live.max_messages_per_s", 0 <= self.max_messages_per_s <= 100_000,
+             "must be 0..100000 (0: no limit)"),
+            ("live.message_burst", 1 <= self.message_burst <= 100_000, "must be 1..100000"),
         ]  # fmt: skip
 
 

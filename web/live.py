@@ -23,16 +23,22 @@ token is valid. Every subscribe to a private channel checks it again, and a time
 expiry closes a connection that still holds private channels with 4001 (re-authenticating with
 ``{"op":"auth",...}`` before then moves the timer).
 
+What a client may ask of the server is bounded: ``max_channels_per_message`` channels in one
+subscribe or unsubscribe, ``max_channels`` on one connection, and ``max_messages_per_s`` messages
+a second with bursts of ``message_burst`` (``MessageRate``). Past a limit the message is refused
+with an error that names the limit; a client that goes on sending while refused is closed with
+1008.
+
 Frames from a client must be masked (RFC 6455 section 5.1); aiohttp's reader does not check, so
 ``MaskedFramesOnly`` sits between the socket and aiohttp and fails a connection that sends an
 unmasked frame: a close frame with 1002, then the TCP connection is closed, before the frame is
 read.
 
-Close codes: 1001 server going away (reconnect elsewhere), 1002 an unmasked frame, 1009 message
-too big, 4001 the token expired while the connection held private channels, 4008 client too
-slow. A client that does not
-answer a ping within ``heartbeat_ms / 2`` gets no close frame: the connection is dropped
-(aiohttp's heartbeat, then an abort here), which clients report as 1006.
+Close codes: 1001 server going away (reconnect elsewhere), 1002 an unmasked frame, 1008 too many
+messages, 1009 message too big, 4001 the token expired while the connection held private
+channels, 4008 client too slow. A client that does not answer a ping within ``heartbeat_ms / 2``
+gets no close frame: the connection is dropped (aiohttp's heartbeat, then an abort here), which
+clients report as 1006.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -90,6 +96,9 @@ class LiveConfig:
     heartbeat_ms: int = 20_000  # websocket ping interval; no pong within half of it: closed
     max_channels: int = 64  # per connection
     max_message_bytes: int = 65_536  # largest message a client may send (1009 past it)
+    max_channels_per_message: int = 100  # channels one subscribe or unsubscribe may name
+    max_messages_per_s: float = 20.0  # messages a connection may send a second; 0: no limit
+    message_burst: int = 40  # messages it may send at once before that rate applies
 
 
 class Counters(Protocol):
@@ -105,6 +114,37 @@ class _Counts:
     conflated: int = 0
     dropped: int = 0
     slow_closed: int = 0
+
+
+@dataclass(slots=True)
+class MessageRate:
+    """A connection's token bucket: ``per_s`` messages a second, ``burst`` at once.
+
+    A refused message costs a token too, so the bucket goes below zero: a client that backs off
+    when refused is let in again once the rate has paid back what it sent, and one that keeps
+    sending sinks further. One more ``burst`` of messages below zero, ``take`` says "close".
+    Pure: time comes in as an argument.
+    """
+
+    per_s: float
+    burst: int
+    tokens: float = field(init=False)
+    at_s: float | None = field(default=None, init=False)  # the last take's time
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+
+    def take(self, now_s: float) -> Literal["ok", "refused", "close"]:
+        """Whether a message that arrives at ``now_s`` (seconds, any monotonic clock) is let
+        in, refused, or one too many: the connection is to be closed."""
+        if self.at_s is not None:
+            earned = max(0.0, now_s - self.at_s) * self.per_s
+            self.tokens = min(float(self.burst), self.tokens + earned)
+        self.at_s = now_s
+        self.tokens -= 1.0
+        if self.tokens >= 0.0:
+            return "ok"
+        return "close" if self.tokens < -self.burst else "refused"
 
 
 class ChannelError(ValueError):
@@ -962,6 +1002,9 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
     client = WsClient(request, ws, config, hub.counters, auth=hub.auth)
     hub.clients.add(client)
     pump = asyncio.create_task(client.pump())
+    rate = MessageRate(config.max_messages_per_s, config.message_burst)
+    refusing = False  # one error for a run of refused messages, not one each
+    loop = asyncio.get_running_loop()
     try:
         if masks is not None:
             masks.open(client.protocol_error)
@@ -969,9 +1012,25 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
         async for msg in ws:
             if client.closing is not None:
                 break  # being closed (too slow, token expired): nothing more to answer
-            if msg.type is not WSMsgType.TEXT:
-                if msg.type is WSMsgType.BINARY:
-                    client.error("bad_message", "send JSON text frames")
+            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
+                continue
+            verdict = rate.take(loop.time()) if config.max_messages_per_s else "ok"
+            if verdict == "close":
+                log.info("closing a websocket client: it kept sending past the message rate")
+                client.close_with(
+                    WSCloseCode.POLICY_VIOLATION,
+                    f"too many messages: at most {config.max_messages_per_s:g} a second "
+                    "(max_messages_per_s)",
+                )
+                break
+            if verdict == "refused":
+                if not refusing:
+                    client.error("rate_limited", _rate_limit_text(config))
+                refusing = True
+                continue
+            refusing = False
+            if msg.type is WSMsgType.BINARY:
+                client.error("bad_message", "send JSON text frames")
                 continue
             await handle_message(hub, client, msg.data)
     finally:
@@ -990,6 +1049,14 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
             with contextlib.suppress(TimeoutError, ConnectionError):
                 await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY), 1.0)
     return ws
+
+
+def _rate_limit_text(config: LiveConfig) -> str:
+    return (
+        f"at most {config.max_messages_per_s:g} messages a second (max_messages_per_s), "
+        f"{config.message_burst} at once (message_burst): this message and those that follow "
+        "within the rate are refused; keep sending past it and the connection is closed (1008)"
+    )
 
 
 class BadRequest(ValueError):
@@ -1092,13 +1159,24 @@ async def apply_request(hub: Hub, client: Client, req: Subscription) -> None:
         client.authenticate(identity)
         client.control({"type": "authenticated", "who": client.principal})
         return
-    max_channels = hub.config.max_channels
+    max_channels, per_message = hub.config.max_channels, hub.config.max_channels_per_message
+    if len(req.channels) > per_message:
+        # refused before any work: each channel may cost a store lookup and an answer
+        client.error(
+            "too_many_channels_in_message",
+            f"at most {per_message} channels in one message (max_channels_per_message), "
+            f"got {len(req.channels)}: send them in several",
+        )
+        return
     for channel in req.channels:
         if req.op == "unsubscribe":
             hub.unsubscribe(client, channel)
             continue
         if channel not in client.channels and len(client.channels) >= max_channels:
-            client.error("too_many_channels", f"at most {max_channels} channels per connection")
+            client.error(
+                "too_many_channels",
+                f"at most {max_channels} channels per connection (max_channels)",
+            )
             return
         try:
             await hub.subscribe(client, channel, since=req.since.get(channel), max_hz=req.max_hz)

@@ -1,6 +1,6 @@
 """The /ws endpoint against hostile or careless clients (issue 12, "weak points"): tokens that
-expire mid-connection, unmasked frames. Each test ends with the hub as it found it: no client,
-no subscriber.
+expire mid-connection, unmasked frames, floods of channels and messages. Each test ends with the
+hub as it found it: no client, no subscriber.
 
 Raw clients (tests/web/raw_ws.py) send what a websocket library would not.
 """
@@ -20,7 +20,13 @@ from websockets.exceptions import ConnectionClosed
 from tests.web.live_server import LiveServer, drain, live_server, recv, send
 from tests.web.raw_ws import CLOSE, PING, TEXT, RawWebSocket, client_frame
 from web.auth import AuthConfig, sign_hs256
-from web.live import CLOSE_PROTOCOL_ERROR, CLOSE_TOKEN_EXPIRED, FrameMasks, LiveConfig
+from web.live import (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOKEN_EXPIRED,
+    FrameMasks,
+    LiveConfig,
+    MessageRate,
+)
 
 SECRET = "s" * 32
 GOLD, PRIVATE = "ticks:XAU-USD", "ticks:XPD-USD"
@@ -237,3 +243,118 @@ async def _next_data(peer: RawWebSocket) -> tuple[int, bytes]:
         if got[0] != PING:
             return got
     raise AssertionError("the server ended the connection")
+
+
+# -- limits on what one connection may ask ---------------------------------------------------
+
+
+async def test_a_message_naming_more_channels_than_allowed_is_refused_whole(
+    server: LiveServer,
+) -> None:
+    per_message = server.hub.config.max_channels_per_message
+    async with connect(server.ws_url) as ws:
+        # 3,300 channels in one 59 KB frame: each would cost a store lookup and an answer
+        many = [f"ticks:X{i:04d}-USD" for i in range(3_300)]
+        await send(ws, {"op": "subscribe", "channels": many})
+        await send(ws, {"op": "subscribe", "channels": [GOLD] * (per_message + 1)})
+        await send(ws, {"op": "ping"})
+        got = [await recv(ws) for _ in range(3)]
+        assert [(m["type"], m.get("code")) for m in got] == [
+            ("error", "too_many_channels_in_message"),
+            ("error", "too_many_channels_in_message"),
+            ("pong", None),
+        ]
+        assert f"at most {per_message} channels in one message" in got[0]["message"]
+        assert "max_channels_per_message" in got[0]["message"]
+        assert "got 3300" in got[0]["message"]
+        assert not server.hub.channels[GOLD].subscribers
+        # as many as allowed is one message's worth: the same channel named 100 times
+        await send(ws, {"op": "subscribe", "channels": [GOLD] * per_message})
+        assert (await recv(ws))["type"] == "snapshot"
+        await send(ws, {"op": "ping"})
+        assert await recv(ws) == {"type": "pong"}
+        assert server.hub.channels[GOLD].subscribers == server.hub.clients
+    await server.until(lambda: hub_is_empty(server))
+
+
+async def test_a_connection_past_its_channels_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    async with live_server(tmp_path, LiveConfig(max_channels=1)) as s:
+        for symbol in ("XAU-USD", "XAG-USD"):
+            await s.ticks(range(1, 2), symbol=symbol)
+            await s.seq_reached(f"ticks:{symbol}", 1)
+        async with connect(s.ws_url) as ws:
+            await send(ws, {"op": "subscribe", "channels": [GOLD]})
+            assert (await recv(ws))["type"] == "snapshot"
+            await send(ws, {"op": "subscribe", "channels": ["ticks:XAG-USD"]})
+            error = await recv(ws)
+            assert (error["type"], error["code"]) == ("error", "too_many_channels")
+            assert "at most 1 channels per connection (max_channels)" in error["message"]
+            assert not s.hub.channels["ticks:XAG-USD"].subscribers
+        await s.until(lambda: hub_is_empty(s))
+
+
+@pytest.mark.parametrize(
+    ("arrivals_s", "verdicts"),
+    [
+        ([0, 0, 0], ["ok", "ok", "ok"]),  # the burst
+        ([0, 0, 0, 0], ["ok", "ok", "ok", "refused"]),
+        ([0] * 7, ["ok"] * 3 + ["refused"] * 3 + ["close"]),  # a burst's worth below zero: over
+        ([0, 0, 0, 0, 1.0], ["ok", "ok", "ok", "refused", "refused"]),  # -1 + 1 earned: not yet
+        ([0, 0, 0, 0, 2.0], ["ok", "ok", "ok", "refused", "ok"]),  # paid back, and one more
+        ([0, 0, 0, 100.0, 100.0, 100.0, 100.0], ["ok"] * 6 + ["refused"]),  # refills to 3 only
+        ([i * 1.0 for i in range(20)], ["ok"] * 20),  # at the rate, for ever
+    ],
+)
+def test_message_rate_refuses_past_the_burst_and_closes_a_burst_further(
+    arrivals_s: list[float], verdicts: list[str]
+) -> None:
+    rate = MessageRate(per_s=1.0, burst=3)
+    assert [rate.take(t) for t in arrivals_s] == verdicts
+
+
+async def test_messages_past_the_rate_get_one_error_then_a_sender_that_goes_on_gets_1008(
+    tmp_path: Path,
+) -> None:
+    # a token every 2 s: the few milliseconds the test takes earn none
+    config = LiveConfig(max_messages_per_s=0.5, message_burst=3)
+    async with live_server(tmp_path, config) as s:
+        await s.ticks(range(1, 2))
+        await s.seq_reached(GOLD, 1)
+        async with connect(s.ws_url) as ws:
+            await send(ws, {"op": "subscribe", "channels": [GOLD]})  # 1 of the burst of 3
+            assert (await recv(ws))["type"] == "snapshot"
+            assert s.hub.channels[GOLD].subscribers == s.hub.clients
+            for _ in range(2 + 3):  # the rest of the burst, then 3 refused: as deep as allowed
+                await send(ws, {"op": "ping"})
+            got = [await recv(ws) for _ in range(3)]
+            assert [(m["type"], m.get("code")) for m in got] == [
+                ("pong", None),
+                ("pong", None),
+                ("error", "rate_limited"),  # one error for the run, not one per message
+            ]
+            assert "at most 0.5 messages a second (max_messages_per_s)" in got[2]["message"]
+            assert "3 at once (message_burst)" in got[2]["message"]
+            await send(ws, {"op": "ping"})  # one more while refused: over
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(10):
+                    await drain(ws)
+            assert ws.close_code == 1008
+            assert "max_messages_per_s" in (ws.close_reason or "")
+        await s.until(lambda: hub_is_empty(s))
+
+
+async def test_a_sender_that_backs_off_when_refused_is_let_in_again(tmp_path: Path) -> None:
+    config = LiveConfig(max_messages_per_s=10, message_burst=2)
+    async with live_server(tmp_path, config) as s:
+        async with connect(s.ws_url) as ws:
+            for _ in range(3):
+                await send(ws, {"op": "ping"})
+            got = [await recv(ws) for _ in range(3)]
+            assert [m["type"] for m in got] == ["pong", "pong", "error"]
+            # The refused ping cost a token too: the bucket is at -1 and lets a message in at
+            # +1. Waiting is what is under test here, so the wait is for time, not an event.
+            await asyncio.sleep(2 / config.max_messages_per_s + 0.1)
+            await send(ws, {"op": "ping"})
+            assert await recv(ws) == {"type": "pong"}
+            assert len(s.hub.clients) == 1
+        await s.until(lambda: hub_is_empty(s))
