@@ -7,6 +7,14 @@ not part of the HTTP API: the live page, its assets and the websocket (README do
 messages). ``tests/web/test_openapi.py`` keeps both in step with ``web/routes.py``. The event
 stream ``/api/v1/stream`` is described (its parameters and errors), though its events are
 documented in README: they are the websocket's messages.
+
+Every operation has an ``operationId``, and the answers that feed another call say so in OpenAPI
+``links`` (``LINKS``): a listed quote's ``symbol`` leads to its latest quote, candles, chart,
+snapshot and stream; a page of candles to the page before it; a page of dead letters' ``next``
+to the next page (same filters); a vendor's ``name`` to its dead letters. Clients may follow
+them, and schemathesis' stateful phase chains calls along them. A link into a list takes its
+first item (``$response.body#/0/symbol``). ``document`` keeps only the links whose target it
+describes (a render-only process has charts but no quotes).
 """
 
 from __future__ import annotations
@@ -41,6 +49,59 @@ SYMBOL_PATTERN = "^[A-Z0-9]{2,12}(-[A-Z0-9]{2,12})+$"
 MAX_TIME_MS = 2**53
 
 Schema = dict[str, Any]  # JSON, nested to any depth
+
+
+def _link(operation_id: str, description: str, **parameters: str) -> Schema:
+    """An OpenAPI link: call ``operation_id`` with ``parameters`` (runtime expressions)."""
+    return {"operationId": operation_id, "description": description, "parameters": parameters}
+
+
+def _symbol_links(symbol: str, *operation_ids: str) -> dict[str, Schema]:
+    """Links passing ``symbol`` (a runtime expression) to each of ``operation_ids`` and to the
+    stream of its ticks."""
+    links = {op: _link(op, "The same symbol", symbol=symbol) for op in operation_ids}
+    links["streamEvents"] = _link("streamEvents", "Its live ticks", channels=f"ticks:{{{symbol}}}")
+    return links
+
+
+FIRST_SYMBOL = "$response.body#/0/symbol"  # of a list of quotes: its first
+SYMBOL = "$response.body#/symbol"  # of a quote, or of a page of candles
+RENDERED = ("getChart", "getSnapshot")
+
+#: operationId -> the links of its 200 answer, by name.
+LINKS: dict[str, dict[str, Schema]] = {
+    "listSymbols": _symbol_links(FIRST_SYMBOL, "getLatest", "getCandles", *RENDERED),
+    "getLatest": _symbol_links(SYMBOL, "getCandles", *RENDERED),
+    "getCandles": {
+        "olderCandles": _link(
+            "getCandles",
+            "The page before: same symbol, resolution and limit, ending where this one starts",
+            symbol=SYMBOL,
+            res="$response.body#/res",
+            limit="$request.query.limit",
+            end_ms="$response.body#/candles/0/start_ms",
+        ),
+        "getLatest": _link("getLatest", "The same symbol", symbol=SYMBOL),
+    },
+    "listDeadLetters": {
+        "nextPage": _link(
+            "listDeadLetters",
+            "The next (older) page with the same filters; there is none after the last",
+            before="$response.body#/next",
+            **{name: f"$request.query.{name}" for name in ("limit", "vendor", "source", "reason")},
+        ),
+        "sameSource": _link(
+            "listDeadLetters",
+            "Those from the source of this page's first",
+            source="$response.body#/letters/0/source",
+        ),
+    },
+    "listVendors": {
+        "vendorDeadLetters": _link(
+            "listDeadLetters", "What the first vendor rejected", vendor="$response.body#/0/name"
+        ),
+    },
+}
 
 
 def _ref(name: str) -> Schema:
@@ -244,11 +305,12 @@ def _render_params(chart: bool) -> list[Schema]:
     return params
 
 
-def _rendered(formats: Iterable[str], what: str, chart: bool) -> Schema:
+def _rendered(operation_id: str, formats: Iterable[str], what: str, chart: bool) -> Schema:
     fmts = list(formats)
     content: Schema = {CONTENT_TYPES[f].split(";")[0]: {"schema": {}} for f in fmts}
     return {
         "get": {
+            "operationId": operation_id,
             "summary": f"A {what}, cached by request and data version",
             "parameters": [
                 SYMBOL_PARAM,
@@ -287,6 +349,7 @@ def _paths() -> dict[str, Schema]:
     return {
         "/api/v1/symbols": {
             "get": {
+                "operationId": "listSymbols",
                 "summary": "Every symbol with its latest quote",
                 "responses": {
                     "200": _json({"type": "array", "items": _ref("Quote")}, "Quotes"),
@@ -296,6 +359,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/api/v1/symbols/{symbol}/latest": {
             "get": {
+                "operationId": "getLatest",
                 "summary": "The latest quote of one symbol",
                 "parameters": [SYMBOL_PARAM],
                 "responses": {
@@ -309,6 +373,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/api/v1/symbols/{symbol}/candles": {
             "get": {
+                "operationId": "getCandles",
                 "summary": "Candles of one symbol, oldest first",
                 "parameters": [
                     SYMBOL_PARAM,
@@ -328,6 +393,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/api/v1/deadletters": {
             "get": {
+                "operationId": "listDeadLetters",
                 "summary": "Rejected messages with their reasons, newest first, a page at a time",
                 "security": [{"ApiKey": []}, {"Bearer": []}],
                 "parameters": [
@@ -354,6 +420,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/api/v1/stream": {
             "get": {
+                "operationId": "streamEvents",
                 "summary": "Live ticks and candles as Server-Sent Events, until the client leaves",
                 "description": "Every event's data is one websocket message (snapshot, "
                 "subscribed, update) and its id lists the last seq sent per channel, e.g. "
@@ -410,6 +477,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/api/v1/vendors": {
             "get": {
+                "operationId": "listVendors",
                 "summary": "Every vendor feed's status",
                 "responses": {
                     "200": _json({"type": "array", "items": _ref("Vendor")}, "Vendors"),
@@ -417,15 +485,19 @@ def _paths() -> dict[str, Schema]:
                 },
             }
         },
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": health}}},
+        "/healthz": {
+            "get": {"operationId": "healthz", "summary": "Liveness", "responses": {"200": health}}
+        },
         "/readyz": {
             "get": {
+                "operationId": "readyz",
                 "summary": "Readiness: the store answers and live updates are read",
                 "responses": {"200": health, "503": _json(_ref("Health"), "Not ready")},
             }
         },
         "/metrics": {
             "get": {
+                "operationId": "metrics",
                 "summary": "Prometheus metrics",
                 "responses": {
                     "200": {
@@ -437,12 +509,15 @@ def _paths() -> dict[str, Schema]:
         },
         "/openapi.json": {
             "get": {
+                "operationId": "openapi",
                 "summary": "This document",
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0"), **LIMITED},
             }
         },
-        "/charts/{symbol}.{fmt}": _rendered(CHART_FORMATS, "chart", True),
-        "/snapshots/{symbol}.{fmt}": _rendered(SNAPSHOT_FORMATS, "text snapshot", False),
+        "/charts/{symbol}.{fmt}": _rendered("getChart", CHART_FORMATS, "chart", True),
+        "/snapshots/{symbol}.{fmt}": _rendered(
+            "getSnapshot", SNAPSHOT_FORMATS, "text snapshot", False
+        ),
     }
 
 
@@ -450,6 +525,7 @@ def document(paths: Collection[str] | None = None) -> Schema:
     """The OpenAPI document of ``paths`` (every documented path when None)."""
     every = _paths()
     chosen = {p: op for p, op in every.items() if paths is None or p in paths}
+    _add_links(chosen)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -461,6 +537,21 @@ def document(paths: Collection[str] | None = None) -> Schema:
         "paths": chosen,
         "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
     }
+
+
+def _add_links(paths: dict[str, Schema]) -> None:
+    """Put on the 200 answers of ``paths``' operations (which ``_paths`` built afresh) their
+    ``LINKS`` to operations of ``paths``."""
+    operations = [op for item in paths.values() for op in item.values()]
+    described = {op["operationId"] for op in operations}
+    for op in operations:
+        links = {
+            name: link
+            for name, link in LINKS.get(op["operationId"], {}).items()
+            if link["operationId"] in described
+        }
+        if links:
+            op["responses"]["200"]["links"] = links
 
 
 def routed_paths(app: web.Application) -> set[str]:

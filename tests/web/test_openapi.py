@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from render.service import RenderConfig
@@ -17,17 +22,48 @@ from web.app import make_app, make_health_app
 from web.auth import AuthConfig
 from web.openapi import NOT_DOCUMENTED, document, routed_paths
 
-#: Examples per operation and phase: about 500 requests, a few seconds here.
+#: Examples per operation and phase (the stateful phase: scenarios, below): about 1,000
+#: requests, some 40 s here.
 MAX_EXAMPLES = 20
+PHASES = "examples,coverage,fuzzing,stateful"
 SCHEMATHESIS_TIMEOUT_S = 100
 #: The event stream never ends: schemathesis reads an event stream until it has
 #: ``max-stream-events`` events or ``request-timeout`` has passed in all. A stream slowed by a
-#: small ``max_hz`` brings few events, so its bound is the timeout: short here.
+#: small ``max_hz`` brings few events, so its bound is the timeout: short here. The stateful
+#: phase's examples are scenarios: chains of calls along the document's links.
 SCHEMATHESIS_CONFIG = """
 [[operations]]
 include-path = "/api/v1/stream"
 request-timeout = 2
 max-stream-events = 5
+
+[phases.stateful.generation]
+max-examples = 40
+"""
+#: The stateful phase's summary: how many scenarios ran and how many links they followed.
+STATEFUL_SUMMARY = re.compile(
+    r"Stateful \(in .*?Scenarios: +(\d+)"
+    r".*?API Links: +(\d+) covered / \d+ selected / (\d+) total",
+    re.DOTALL,
+)
+API_KEY = "k-schemathesis"
+#: Rejected rows for ``/api/v1/deadletters`` to page through: more than most pages hold, so
+#: its ``next`` links to a next page. The vendor's name sorts before "simulator", so the link
+#: from the first of ``/api/v1/vendors`` finds them too.
+DEAD_LETTERS = 400
+VENDORS = """
+[[vendors]]
+name = "replay"
+kind = "replay"
+path = "{tape}"
+speed = 0
+
+[[vendors]]
+name = "simulator"
+kind = "simulator"
+seed = 7
+rate_hz = 20.0
+stale_after_ms = 3000
 """
 
 
@@ -57,6 +93,47 @@ async def test_a_process_of_other_roles_documents_only_what_it_routes() -> None:
     assert set(document(routed_paths(app))["paths"]) == {"/healthz", "/readyz", "/metrics"}
 
 
+def _links(doc: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every (operation, link) of ``doc``."""
+    return [
+        (operation, link)
+        for item in doc["paths"].values()
+        for operation in item.values()
+        for answer in operation["responses"].values()
+        for link in answer.get("links", {}).values()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("paths", "some_links"),
+    [
+        (None, {("listSymbols", "getLatest"), ("getLatest", "getCandles"),
+                ("listSymbols", "getChart"), ("listDeadLetters", "listDeadLetters"),
+                ("listVendors", "listDeadLetters")}),
+        ({"/api/v1/symbols", "/api/v1/symbols/{symbol}/latest"}, {("listSymbols", "getLatest")}),
+        ({"/charts/{symbol}.{fmt}", "/snapshots/{symbol}.{fmt}", "/healthz"}, set()),
+    ],
+)  # fmt: skip
+def test_links_lead_only_to_documented_operations_and_their_parameters(
+    paths: set[str] | None, some_links: set[tuple[str, str]]
+) -> None:
+    """A process documents only what it routes, so links to the rest are left out."""
+    doc = document(paths)
+    parameters = {
+        operation["operationId"]: {p["name"] for p in operation.get("parameters", [])}
+        for item in doc["paths"].values()
+        for operation in item.values()
+    }
+    links = _links(doc)
+    for operation, link in links:
+        assert link["operationId"] in parameters, (operation["operationId"], link)
+        assert set(link["parameters"]) <= parameters[link["operationId"]], link
+    assert {(operation["operationId"], link["operationId"]) for operation, link in links} >= (
+        some_links
+    )
+    assert bool(links) == bool(some_links)
+
+
 async def test_the_service_serves_its_document(tmp_path: Path) -> None:
     async with (
         embedded_service(tmp_path / "data") as service,
@@ -79,27 +156,50 @@ async def test_the_service_serves_its_document(tmp_path: Path) -> None:
 
 
 async def test_schemathesis_finds_no_failures_against_the_running_service(tmp_path: Path) -> None:
-    """Every check but ``positive_data_acceptance``: some rules join two parameters (a chart's
-    ``res`` depends on its ``range``; ``start_ms`` must be before ``end_ms``), which OpenAPI 3.0
-    cannot express; those requests get a documented 400 whose message names the rule.
+    """Every phase, stateful included, and every check but ``positive_data_acceptance``: some
+    rules join two parameters (a chart's ``res`` depends on its ``range``; ``start_ms`` must be
+    before ``end_ms``), which OpenAPI 3.0 cannot express; those requests get a documented 400
+    whose message names the rule.
 
-    The rate limit is off here: with it, most requests would get a (documented) 429 and test
-    nothing behind it. ``tests/web/test_middleware.py`` tests the limit.
+    The stateful phase chains calls along the document's links, with an API key, so
+    ``/api/v1/deadletters`` answers (and pages through a replayed tape's rejected rows) rather
+    than 401. The rate limit is off here: with it, most requests would get a (documented) 429
+    and test nothing behind it. ``tests/web/test_middleware.py`` tests the limit.
     """
     (tmp_path / "schemathesis.toml").write_text(SCHEMATHESIS_CONFIG)  # read from the cwd
-    async with embedded_service(tmp_path / "data", http={"rate_limit_per_s": 0}) as service:
-        await _wait_for_prices(service.url)
+    tape = tmp_path / "tape.csv"
+    tape.write_text(
+        "symbol,ts_ms,bid,ask,price\n"
+        + "".join(
+            f"XAU-USD,{1_700_000_000_000 + i},2001.0,2000.5,2000.7\n" for i in range(DEAD_LETTERS)
+        )
+    )  # crossed quotes: every row is rejected
+    config = tmp_path / "vendors.toml"
+    config.write_text(VENDORS.format(tape=tape))
+    har = tmp_path / "schemathesis.har"
+    async with embedded_service(
+        tmp_path / "data",
+        config=config,
+        http={"rate_limit_per_s": 0},
+        auth={"api_keys": API_KEY},
+    ) as service:
+        await _wait_for_prices_and_dead_letters(service.url)
         proc = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).with_name("st")),
             "run",
             service.url + "openapi.json",
+            f"--phases={PHASES}",
             "--checks=all",
             "--exclude-checks=positive_data_acceptance",
+            f"--header=X-API-Key: {API_KEY}",
             f"--max-examples={MAX_EXAMPLES}",
             "--seed=1",
             "--workers=2",
             "--no-shrink",
             "--request-timeout=20",
+            "--no-color",
+            "--report=har",
+            f"--report-har-path={har}",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=tmp_path,
@@ -113,16 +213,40 @@ async def test_schemathesis_finds_no_failures_against_the_running_service(tmp_pa
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6_000:]
     assert "Tested: 11" in text, text[-2_000:]
+    stateful = STATEFUL_SUMMARY.search(text)
+    assert stateful is not None, text[-3_000:]
+    scenarios, covered, total = map(int, stateful.groups())
+    assert scenarios > 0, stateful[0]
+    assert covered > 0, stateful[0]
+    assert total >= len(_links(document())), stateful[0]
+    assert _dead_letters_read(har) > 0, "the API key did not open /api/v1/deadletters"
 
 
-async def _wait_for_prices(url: str) -> None:
-    async with aiohttp.ClientSession() as http:
+def _dead_letters_read(har: Path) -> int:
+    """How many dead letters the run's pages held in all: none if its credentials were refused."""
+    read = 0
+    for entry in json.loads(har.read_text())["log"]["entries"]:
+        answer = entry["response"]
+        if (
+            urlsplit(entry["request"]["url"]).path == "/api/v1/deadletters"
+            and answer["status"] == 200
+        ):
+            read += len(json.loads(answer["content"]["text"])["letters"])
+    return read
+
+
+async def _wait_for_prices_and_dead_letters(url: str) -> None:
+    headers = {"X-API-Key": API_KEY}
+    async with aiohttp.ClientSession(headers=headers) as http:
         for _ in range(100):
             async with http.get(url + "api/v1/symbols") as resp:
-                if len(await resp.json()) >= 4:
-                    return
+                symbols = len(await resp.json())
+            async with http.get(url + "api/v1/deadletters", params={"limit": "1000"}) as resp:
+                letters = len((await resp.json())["letters"])
+            if symbols >= 4 and letters >= DEAD_LETTERS:
+                return
             await asyncio.sleep(0.1)
-    raise AssertionError("no prices")
+    raise AssertionError(f"{symbols} symbols and {letters} dead letters")
 
 
 async def test_what_schemathesis_found_stays_fixed(tmp_path: Path) -> None:
