@@ -154,7 +154,7 @@ async def test_json_and_txt_snapshots_carry_the_latest_quote_and_the_change(
     status, headers, text = await fetch(server, f"/snapshots/{SYMBOL}.txt?range=1d&res=1m")
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain")
-    assert b"bid 4000.8000" in text
+    assert b"bid 4000.80  ask 4001.20" in text  # gold to the cent (its precision)
     assert b"change" in text
 
 
