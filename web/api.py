@@ -213,9 +213,10 @@ async def deadletters(request: web.Request) -> web.Response:
             "reason is a reason's kind, the text before its first ':' (e.g. 'crossed quote'),"
             f" got {reason[:30]!r}"
         )
-    if vendor is not None:
-        if source is not None and source != f"vendor:{vendor}":
-            return json_response({"letters": [], "next": None})  # no letter is from both
+    # No letter is from both a vendor and another source: an empty page, once ``before`` is
+    # checked like on any other page.
+    disjoint = vendor is not None and source is not None and source != f"vendor:{vendor}"
+    if vendor is not None and not disjoint:
         source = f"vendor:{vendor}"
     store: Store = request.app[STORE]
     try:
@@ -225,6 +226,8 @@ async def deadletters(request: web.Request) -> web.Response:
     except DecodeError:  # only ``before`` can be one
         shown = (before or "")[:30]
         raise BadRequest(f"before must be the next of an earlier page, got {shown!r}") from None
+    if disjoint:
+        letters, after = [], None
     return json_response({"letters": [_letter(d) for d in letters], "next": after})
 
 

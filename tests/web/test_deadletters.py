@@ -150,6 +150,11 @@ async def test_vendor_source_and_reason_kind_filter_every_page(
         ({"source": "s" * 201}, "source must be 1 to 200 characters"),
         ({"reason": ""}, "reason must be 1 to 200 characters, got ''"),
         ({"reason": "crossed quote: bid 2"}, "reason is a reason's kind, the text before"),
+        # a vendor and another source match nothing, but the cursor is checked all the same
+        (
+            {"vendor": "a", "source": "vendor:b", "before": "not-a-cursor"},
+            "before must be the next of an earlier page",
+        ),
     ],
 )
 async def test_a_bad_parameter_is_a_400_that_names_it(
