@@ -167,26 +167,6 @@ class ByteLRU(SizedLRU[str, bytes]):
         return self.max_size
 
 
-class BoundedMap(Generic[K, V]):
-    """A map that forgets its least recently added entries past ``max_items``.
-
-    An ``OrderedDict``: a plain dict finds its oldest key by scanning the slots its earlier
-    deletions left at the front, which made every insertion O(n) once it was full.
-    """
-
-    def __init__(self, max_items: int) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        return self._items.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        if len(self._items) > self.max_items:
-            self._items.popitem(last=False)
-
-
 def candle_rows(candles: list[object]) -> Floats:
     """Candles as the float64 ``(n, 5)`` array the drawing code takes."""
     return np.array(
@@ -212,8 +192,6 @@ class Renderer:
         self._flight: dict[str, asyncio.Future[bytes]] = {}
         self.pregenerate = [parse_path(p) for p in config.pregenerate]
         self._tasks: list[asyncio.Task[None]] = []
-        #: Parsed requests by their URL parts, for the HTTP layer: a URL is parsed once.
-        self.parsed: BoundedMap[tuple[str, str, str, str], Spec] = BoundedMap(20_000)
 
     def _pool(self, name: str, workers: int, max_queue: int) -> Pool:
         c = self.config
