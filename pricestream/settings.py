@@ -225,6 +225,7 @@ class Live:
     max_channels_per_message: int = 100
     max_messages_per_s: float = 20.0  # per connection; 0: no limit
     message_burst: int = 40
+    socket_send_buffer_bytes: int = 65_536  # a websocket's kernel send buffer; 0: the system's
 
     def checks(self) -> list[tuple[str, bool, str]]:
         return [
@@ -243,6 +244,10 @@ class Live:
             ("live.max_messages_per_s", 0 <= self.max_messages_per_s <= 100_000,
              "must be 0..100000 (0: no limit)"),
             ("live.message_burst", 1 <= self.message_burst <= 100_000, "must be 1..100000"),
+            ("live.socket_send_buffer_bytes",
+             self.socket_send_buffer_bytes == 0
+             or 4_096 <= self.socket_send_buffer_bytes <= 67_108_864,
+             "must be 0 (the system's own) or 4096..67108864"),
         ]  # fmt: skip
 
 

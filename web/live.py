@@ -16,7 +16,9 @@ conflated (only the newest per channel waits); candle updates for the same bucke
 into the newest; a subscription with ``max_hz`` gets at most that many messages a second, the
 newest each time. An update that follows a skipped sequence number carries ``"conflated": true``.
 Past ``send_buffer_bytes`` waiting bytes, or when the socket has not accepted a message for
-``stall_timeout_ms``, the client is closed with code 4008.
+``stall_timeout_ms``, the client is closed with code 4008. Both count only what the socket did
+not take, so a websocket's kernel send buffer is bounded too (``socket_send_buffer_bytes``):
+left to itself, loopback's grows to megabytes per connection before anything waits here.
 
 Credentials: a connection that authenticated with a token holds private channels only while the
 token is valid. Every subscribe to a private channel checks it again, and a timer at the token's
@@ -47,6 +49,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -99,6 +102,9 @@ class LiveConfig:
     max_channels_per_message: int = 100  # channels one subscribe or unsubscribe may name
     max_messages_per_s: float = 20.0  # messages a connection may send a second; 0: no limit
     message_burst: int = 40  # messages it may send at once before that rate applies
+    #: the kernel's send buffer of a websocket (SO_SNDBUF, which Linux doubles); 0: the
+    #: system's own, which grows by itself (to megabytes) for a client that reads nothing
+    socket_send_buffer_bytes: int = 65_536
 
 
 class Counters(Protocol):
@@ -999,6 +1005,7 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
     # upgrade that will go through, so a refused one's connection stays plain HTTP.
     masks = MaskedFramesOnly.install(request) if ws.can_prepare(request).ok else None
     await ws.prepare(request)
+    bound_send_buffer(request.transport, config.socket_send_buffer_bytes)
     client = WsClient(request, ws, config, hub.counters, auth=hub.auth)
     hub.clients.add(client)
     pump = asyncio.create_task(client.pump())
@@ -1049,6 +1056,22 @@ async def serve_client(request: web.Request, hub: Hub) -> web.WebSocketResponse:
             with contextlib.suppress(TimeoutError, ConnectionError):
                 await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY), 1.0)
     return ws
+
+
+def bound_send_buffer(transport: asyncio.BaseTransport | None, size_bytes: int) -> None:
+    """Fix the kernel's send buffer of ``transport``'s socket at ``size_bytes`` (0: leave it).
+
+    What the kernel holds is invisible to a client's outbox: a client that reads nothing first
+    fills its socket's send buffer, and only then do messages wait where ``send_buffer_bytes``
+    and ``stall_timeout_ms`` see them. A fixed size also stops the kernel growing it.
+    """
+    sock = transport.get_extra_info("socket") if transport is not None and size_bytes else None
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size_bytes)
+    except OSError as exc:  # not every socket has one to set
+        log.debug("cannot bound a websocket's send buffer: %s", exc)
 
 
 def _rate_limit_text(config: LiveConfig) -> str:

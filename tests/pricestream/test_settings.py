@@ -166,6 +166,7 @@ def test_live_and_auth_sections_reach_the_web_role() -> None:
         "PRICESTREAM_LIVE_HISTORY_MESSAGES": "5",
         "PRICESTREAM_LIVE_STALL_TIMEOUT_MS": "2000",
         "PRICESTREAM_LIVE_MAX_MESSAGES_PER_S": "2.5",
+        "PRICESTREAM_LIVE_SOCKET_SEND_BUFFER_BYTES": "0",
         "PRICESTREAM_AUTH_API_KEYS": "k-one, k-two",
         "PRICESTREAM_AUTH_JWT_SECRET": "z" * 32,
         "PRICESTREAM_AUTH_PRIVATE_SYMBOLS": "XPD-USD",
@@ -175,6 +176,7 @@ def test_live_and_auth_sections_reach_the_web_role() -> None:
     assert (live.history_messages, live.stall_timeout_ms, live.max_channels) == (5, 2000, 64)
     limits = (live.max_messages_per_s, live.message_burst, live.max_channels_per_message)
     assert limits == (2.5, 40, 100)
+    assert live.socket_send_buffer_bytes == 0
     auth = auth_config(s)
     assert auth.api_keys == ("k-one", "k-two")
     assert auth.private_symbols == frozenset({"XPD-USD"})
@@ -199,6 +201,10 @@ def test_live_and_auth_sections_reach_the_web_role() -> None:
             "live.max_messages_per_s must be 0..100000",
         ),
         ({"PRICESTREAM_LIVE_MESSAGE_BURST": "0"}, "live.message_burst must be 1..100000"),
+        (
+            {"PRICESTREAM_LIVE_SOCKET_SEND_BUFFER_BYTES": "100"},
+            "live.socket_send_buffer_bytes must be 0 (the system's own) or 4096..67108864",
+        ),
     ],
 )
 def test_bad_live_or_auth_settings_are_refused_by_name(env: dict[str, str], words: str) -> None:

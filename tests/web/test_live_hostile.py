@@ -8,6 +8,7 @@ Raw clients (tests/web/raw_ws.py) send what a websocket library would not.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from web.live import (
     FrameMasks,
     LiveConfig,
     MessageRate,
+    WsClient,
 )
 
 SECRET = "s" * 32
@@ -358,3 +360,58 @@ async def test_a_sender_that_backs_off_when_refused_is_let_in_again(tmp_path: Pa
             assert await recv(ws) == {"type": "pong"}
             assert len(s.hub.clients) == 1
         await s.until(lambda: hub_is_empty(s))
+
+
+# -- a client that never reads -----------------------------------------------------------------
+
+
+async def test_a_client_that_never_reads_is_closed_with_4008_after_a_bounded_amount_of_data(
+    tmp_path: Path,
+) -> None:
+    # Only the byte limit can close this client: no conflation, no stall limit.
+    config = LiveConfig(send_buffer_messages=1_000_000, send_buffer_bytes=65_536,
+                        stall_timeout_ms=600_000)  # fmt: skip
+    pad = 1_000  # updates of about 1.2 KB
+    async with live_server(tmp_path, config) as s:
+        await s.ticks(range(1, 2))
+        await s.seq_reached(GOLD, 1)
+        peer = await RawWebSocket.open(port_of(s))
+        try:
+            peer.send(TEXT, SUBSCRIBE_GOLD)
+            transport = peer.writer.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()  # from here on it reads nothing: the kernel holds it all
+            await s.until(lambda: any(GOLD in c.channels for c in s.hub.clients))
+            (client,) = s.hub.clients
+            assert isinstance(client, WsClient)
+            server_side = client.request.transport
+            assert server_side is not None
+            server_socket = server_side.get_extra_info("socket")
+            kernel_bytes = server_socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            assert kernel_bytes <= 2 * config.socket_send_buffer_bytes  # Linux doubles it
+            seq = 2
+            for _ in range(400):  # up to 400 x 50 x 1.2 KB: 24 MB, far past any buffer
+                if client.closing is not None:
+                    break
+                await s.ticks(range(seq, seq + 50), pad=pad)
+                seq += 50
+                await s.seq_reached(GOLD, seq - 1)
+            assert client.closing is not None
+            assert client.closing.startswith("too slow: more than 65536 bytes waiting")
+            # What the socket took before the close: the kernel's buffers (the server's send
+            # buffer, bounded, and the peer's receive buffer) and asyncio's transport buffer.
+            # Unbounded, loopback's send buffer alone grows to megabytes before anything waits
+            # (3,401 of these updates, about 4 MB, before this bound).
+            assert client.sent * pad < 1_000_000, f"{client.sent} updates went to the socket"
+            # The peer reads at last: what the socket held, then (unless the server gave up on
+            # it first) the close frame.
+            transport.resume_reading()
+            frames = await frames_until_end(peer)
+        finally:
+            peer.close()
+        received = sum(len(p) for op, p in frames if op == TEXT)
+        assert received < 1_000_000
+        closes = [int.from_bytes(p[:2], "big") for op, p in frames if op == CLOSE]
+        assert closes in ([], [4008])  # [] when it was aborted before the peer read it
+        await s.until(lambda: hub_is_empty(s))
+        assert s.hub.counters.slow_closed == 1
