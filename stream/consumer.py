@@ -68,6 +68,9 @@ T = TypeVar("T")
 #: Upper bounds of the store write latency buckets, in ms (``WorkerStats.store_write_buckets``).
 STORE_WRITE_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000)
 MAX_PENDING = 100_000  # changed candles held while a write is in progress, before waiting
+#: most ticks in one update record (about 150 bytes each): records stay far below the broker's
+#: 1 MB message limit however large the batch
+UPDATE_TICKS = 1_000
 #: the candle-number jump on restore when the partition's end is not known
 UNKNOWN_AHEAD = 1 << 24
 _ACCEPTED = Outcome.ACCEPTED  # a module global: cheaper than the enum attribute per tick
@@ -312,9 +315,16 @@ class StreamWorker:
                 symbol, state.latest, state.watermark_ms, state.pos, dict(seqs), state.open,
                 self._partition.get(symbol, -1) if durable else -1,
             )  # fmt: skip
-            if tick_pairs or candle_pairs:
-                msg = encode_update_raw(symbol, tick_pairs, candle_pairs)
-                updates.append((symbol.encode(), msg))
+            # One record per symbol, split past UPDATE_TICKS ticks: a batch read from a backlog
+            # (after an outage, a restart) can hold thousands of one symbol's ticks, and one
+            # record of them all outgrew what the broker takes (MessageSizeTooLarge).
+            key = symbol.encode()
+            for i in range(0, max(len(tick_pairs), 1), UPDATE_TICKS):
+                part = tick_pairs[i : i + UPDATE_TICKS]
+                last = i + UPDATE_TICKS >= len(tick_pairs)
+                if part or (last and candle_pairs):
+                    msg = encode_update_raw(symbol, part, candle_pairs if last else [])
+                    updates.append((key, msg))
         self.stats.ticks_accepted += sum(len(v) for v in accepted.values())
         if updates:
             await self.producer.send_many(UPDATES, updates)

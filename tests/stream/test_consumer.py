@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream.bus.memory import MemoryBus
-from stream.consumer import STORE_WRITE_BUCKETS_MS, StreamWorker, WorkerStats
+from stream.consumer import STORE_WRITE_BUCKETS_MS, UPDATE_TICKS, StreamWorker, WorkerStats
 from stream.contract import (
     DEADLETTER,
     TICKS,
@@ -95,6 +95,25 @@ async def test_updates_number_each_channel_one_by_one(pipeline: Pipeline) -> Non
         minute_seqs += [seq for seq, c in update.candles if c.res == "1m"]
     assert tick_seqs == list(range(1, 301))
     assert minute_seqs == list(range(1, len(minute_seqs) + 1))
+
+
+async def test_a_batch_of_many_ticks_of_one_symbol_is_split_into_bounded_update_records(
+    pipeline: Pipeline,
+) -> None:
+    """A backlog read in one batch (after an outage) made one record of every tick of a symbol,
+    larger than the broker accepts; records now hold at most ``UPDATE_TICKS`` ticks."""
+    updates = await pipeline.bus.consumer(UPDATES, group=None)
+    worker = await pipeline.worker()
+    producer = await pipeline.bus.producer()
+    await producer.send_many(TICKS, [(b"XAU-USD", encode_tick(tick(i))) for i in range(2_500)])
+    records = await worker.consumer.poll(max_records=5_000, timeout_ms=100)
+    assert len(records) == 2_500  # one batch
+    await worker.process(records)
+    got = [decode_update(r.value) for r in await updates.poll(max_records=100, timeout_ms=100)]
+    assert [len(u.ticks) for u in got] == [UPDATE_TICKS, UPDATE_TICKS, 500]
+    assert [bool(u.candles) for u in got] == [False, False, True]  # candles with the last
+    assert [seq for u in got for seq, _ in u.ticks] == list(range(1, 2_501))
+    assert max(len(r.value) for r in records) * UPDATE_TICKS < 500_000
 
 
 async def test_a_restarted_worker_continues_candles_and_numbering(pipeline: Pipeline) -> None:
