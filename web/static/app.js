@@ -172,6 +172,11 @@
     return METALS[base] || null;
   }
   function displaySymbol(symbol) { return symbol.replace('-', '/'); }
+  /** A resolution as its button writes it ("1m" is a minute, "1D" a day), never upper-cased. */
+  function resLabel(res) {
+    const b = el.resPicker.querySelector('button[data-res="' + res + '"]');
+    return b ? b.textContent.trim() : res;
+  }
   function displayName(symbol) { const m = metalOf(symbol); return m ? m.name : symbol.split('-')[0]; }
   function unitOf(symbol) {
     const parts = symbol.split('-');
@@ -238,7 +243,7 @@
     ohlc: $('ohlc'), ohlcTime: $('ohlc-time'), ohlcO: $('ohlc-o'), ohlcH: $('ohlc-h'), ohlcL: $('ohlc-l'), ohlcC: $('ohlc-c'), ohlcT: $('ohlc-t'),
     msgRate: $('msg-rate'), ticksRecv: $('ticks-received'), latency: $('latency'), seq: $('seq'), resyncs: $('resyncs'),
     resume: $('resume'),
-    notice: $('notice'), xhairY: $('xhair-y'), xhairX: $('xhair-x'),
+    notice: $('notice'), xhairY: $('xhair-y'), xhairX: $('xhair-x'), simBadge: $('sim-badge'),
   };
   const tileEls = new Map();   // symbol -> {root, price, change, spark parts}
   const tapeRows = [];
@@ -467,7 +472,7 @@
     markPickers();
     markTileSelection();
     writeHash();
-    setOverlay('loading', 'Loading ' + displaySymbol(state.symbol) + ' · ' + state.res + '…');
+    setOverlay('loading', 'Loading ' + displaySymbol(state.symbol) + ' · ' + resLabel(state.res) + '…');
     const q = state.quotes.get(state.symbol);
     if (q && q.tick) pushTape(q.tick);
     conn.sync();
@@ -661,6 +666,29 @@
     refreshDaily();
   }
 
+  /** The "Simulated data" badge: shown while any vendor feed is the built-in simulator. */
+  let vendorsTimer = 0;
+  async function loadVendors() {
+    clearTimeout(vendorsTimer);
+    let next = DAILY_REFRESH_MS;
+    try {
+      const list = await getJSON('/api/v1/vendors');
+      const feeds = Array.isArray(list) ? list.filter((v) => v && typeof v.name === 'string') : [];
+      const sims = feeds.filter((v) => v.kind === 'simulator').map((v) => v.name);
+      el.simBadge.hidden = !sims.length;
+      body.dataset.simulated = sims.length ? 'true' : 'false';
+      el.simBadge.title = !sims.length ? ''
+        : (sims.length === feeds.length ? 'Every price' : 'Some prices') + ' on this page come from the built-in ' +
+          'simulator (vendor feed ' + sims.join(', ') + '), not from a market.';
+      if (!feeds.length) next = 2000;   // ingest reports its vendors a second or so after it starts
+    } catch (err) {
+      if ([401, 403, 404].includes(err.status)) return;   // not offered here: no badge, no retries
+      console.warn('vendors:', err);
+      next = 10000;
+    }
+    vendorsTimer = setTimeout(loadVendors, next);
+  }
+
   async function loadHistory() {
     const gen = state.seriesGen;
     const sym = state.symbol, res = state.res;
@@ -677,7 +705,7 @@
       const missing = err.status === 404 || err.status === 400;
       if (!state.candles.length) {
         setOverlay('error', missing
-          ? 'No market data for ' + displaySymbol(sym) + ' at ' + res + '.'
+          ? 'No market data for ' + displaySymbol(sym) + ' at ' + resLabel(res) + '.'
           : 'Could not load ' + displaySymbol(sym) + ' history (' + err.message + '). Retrying…');
       }
       setTimeout(() => { if (gen === state.seriesGen && !state.historyLoaded) loadHistory(); }, missing ? 30000 : 3000);
@@ -1151,6 +1179,7 @@
     if (state.tapeDirty) { state.tapeDirty = false; renderTape(); }
     if (state.chartDirty) maybeRenderChart(now);
     body.dataset.updates = String(state.updates);
+    renderCounters();
     if (state.tilesDirty.size) scheduleLater(1000);
   }
 
@@ -1260,7 +1289,7 @@
       el.rangeChangePct.dataset.dir = rdir;
       el.tickCount.textContent = fmtInt(ticks);
       const span = cs[vr.i1].start_ms + RESOLUTIONS[state.res] - cs[vr.i0].start_ms;
-      el.rangeLabel.textContent = state.res + ' · ' + fmtDuration(span);
+      el.rangeLabel.textContent = resLabel(state.res) + ' · ' + fmtDuration(span);
     } else {
       for (const n of [el.rangeOpen, el.high, el.low, el.rangeChange, el.rangeChangePct, el.tickCount]) n.textContent = '—';
       el.rangeLabel.textContent = '';
@@ -1406,26 +1435,84 @@
     const vals = [], text = [];
     if (i1 < i0) return { vals, text };
     const step = RESOLUTIONS[state.res];
-    // smallest nice interval whose labels land at least ~100px apart
-    const pxPerBar = Math.max(1, chartWidthPx() - 90) / Math.max(1, b - a);
+    // Labels at least 100px apart; on a phone 64px ("00:00", ~35px wide) or 84px ("00:00:00",
+    // ~55px), where 100px would leave one or two labels.
+    const widthPx = chartWidthPx();
+    const gapFor = (len) => (widthPx >= 600 ? 100 : len < 60e3 ? 84 : 64);
+    const pxPerBar = Math.max(1, widthPx - 90) / Math.max(1, b - a);
+    // the axis is gapless: where candles are sparse (quiet markets, simulated history) a bar
+    // stands for more time than one resolution step
+    const msPerBar = i1 > i0 ? Math.max(step, (cs[i1].start_ms - cs[i0].start_ms) / (i1 - i0)) : step;
+    // the smallest nice interval whose labels land that far apart
     let T = NICE[NICE.length - 1];
     for (const cand of NICE) {
       const len = typeof cand === 'number' ? cand : APPROX[cand];
-      if (len >= step && (len / step) * pxPerBar >= 100) { T = cand; break; }
+      if (len >= step && (len / msPerBar) * pxPerBar >= gapFor(len)) { T = cand; break; }
     }
+    // and where the density changes within the view, a label too close to the last is left out
+    const minBars = gapFor(typeof T === 'number' ? T : APPROX[T]) / pxPerBar;
     let prevBucket = i0 > 0 ? bucketOf(cs[i0 - 1].start_ms, T) : null;
-    let prevMs = null;
+    let prevMs = null, prevI = -Infinity;
     for (let i = i0; i <= i1; i++) {
       const ms = cs[i].start_ms;
       const bk = bucketOf(ms, T);
-      if (prevBucket !== null && bk !== prevBucket) {
+      if (prevBucket !== null && bk !== prevBucket && i - prevI >= minBars) {
         vals.push(i);
         text.push(tickLabel(ms, T, prevMs));
         prevMs = ms;
+        prevI = i;
       }
       prevBucket = bk;
     }
     return { vals, text };
+  }
+
+  /** Price-axis labels: round steps about 50px apart, minus those the last-price tag would
+   *  cover (plotly would draw them half hidden behind it). */
+  function priceTicks(yr, d, tagAt, tagLines) {
+    const fl = el.chart._fullLayout;
+    const plotPx = fl && fl.yaxis && fl.yaxis._length > 0 ? fl.yaxis._length
+      : Math.max(100, (el.chart.clientHeight - 62) * 0.8);
+    const span = yr[1] - yr[0];
+    const raw = Math.max(span / Math.min(10, Math.max(3, Math.round(plotPx / 50))), Math.pow(10, -d));
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    let step = 10 * mag;
+    for (const f of [1, 2, 5]) if (f * mag >= raw) { step = f * mag; break; }
+    const pxPerUnit = plotPx / span;
+    const clearPx = tagLines ? (tagLines * 15 + 6) / 2 + 8 : 0;   // half the tag, half a label
+    const tickvals = [], ticktext = [];
+    for (let k = Math.ceil(yr[0] / step); k * step <= yr[1]; k++) {
+      const v = k * step;
+      if (tagAt != null && Math.abs(v - tagAt) * pxPerUnit < clearPx) continue;
+      tickvals.push(v);
+      ticktext.push(fmtPrice(v, d));
+    }
+    return { tickvals, ticktext };
+  }
+
+  /** Labels of the tick-count pane: 0, s and 2s, the largest round step that keeps them in the
+   *  lower 80% of the pane (its top label stays clear of the price axis's lowest one). */
+  function countTicks(top) {
+    const lim = top * 0.8;
+    let step = 1;
+    if (lim >= 2) {
+      const half = lim / 2;
+      const mag = Math.pow(10, Math.floor(Math.log10(half)));
+      for (const f of [1, 2, 2.5, 3, 4, 5, 6, 8, 10]) {
+        const s = f * mag;
+        if (s > half) break;
+        if (Number.isInteger(s)) step = s;      // counts are whole numbers
+      }
+    }
+    const vals = [], text = [];
+    for (let k = 0; k <= 2 && k * step <= Math.max(lim, step); k++) { vals.push(k * step); text.push(fmtCount(k * step)); }
+    return { vals, text };
+  }
+
+  function fmtCount(v) {
+    if (v >= 1e6) return parseFloat((v / 1e6).toFixed(1)) + 'M';
+    if (v >= 1e3) return parseFloat((v / 1e3).toFixed(1)) + 'k';
+    return String(v);
   }
 
   function renderChart() {
@@ -1505,6 +1592,9 @@
     });
 
     const ticks = timeTicks(cs, i0, i1, a, b);
+    let tagLines = 0;                 // lines of the last-price tag on the price axis (0: none)
+    const countTop = Math.max(1, vmax) * 1.15;
+    const counts = countTicks(countTop);
     const shapes = [], annotations = [];
     shapes.push({
       type: 'line', xref: 'paper', x0: 0, x1: 1, yref: 'paper', y0: 0.185, y1: 0.185,
@@ -1517,10 +1607,11 @@
         line: { color: lc, width: 1, dash: 'dot' }, layer: 'above',
       });
       let label = fmtPrice(last.close, d);
+      tagLines = 1;
       const stepMs = RESOLUTIONS[state.res];
       if (stepMs >= 60000 && stepMs < 864e5 && state.view.follow) {
         const left = last.start_ms + stepMs - Date.now();
-        if (left > 0 && left <= stepMs) label += '<br>' + fmtCountdown(left);
+        if (left > 0 && left <= stepMs) { label += '<br>' + fmtCountdown(left); tagLines = 2; }
       }
       annotations.push({
         xref: 'paper', x: 1, xanchor: 'left', yref: 'y', y: last.close, yanchor: 'middle',
@@ -1532,16 +1623,24 @@
 
     annotations.push({
       xref: 'paper', yref: 'paper', x: 0.5, y: 0.6, xanchor: 'center', yanchor: 'middle',
-      text: displaySymbol(sym) + ' · ' + state.res.toUpperCase(), showarrow: false,
+      text: displaySymbol(sym) + ' · ' + resLabel(state.res), showarrow: false,
       font: { family: 'Inter, "Segoe UI", system-ui, "Liberation Sans", "DejaVu Sans", sans-serif', size: Math.round(Math.min(44, Math.max(20, chartWidthPx() / 16))), color: 'rgba(163,173,186,0.04)' },
       captureevents: false,
     });
 
+    annotations.push({
+      xref: 'paper', yref: 'paper', x: 0, y: 0.17, xanchor: 'left', yanchor: 'top', xshift: 4,
+      text: 'Ticks per candle', showarrow: false,
+      font: { family: MONO, size: 10, color: C.muted }, captureevents: false,
+    });
+
     const axisFont = { family: MONO, size: 11, color: C.text };
+    // the OHLC strip sits over the top of the chart; on a narrow screen it takes two lines
+    const marginTop = Math.max(34, el.ohlc.offsetTop + el.ohlc.offsetHeight + 10);
     const layout = {
       paper_bgcolor: C.bg, plot_bgcolor: C.bg,
       font: { family: MONO, size: 11, color: C.text },
-      margin: { l: 10, r: 74, t: 34, b: 28, pad: 0 },
+      margin: { l: 10, r: 74, t: marginTop, b: 28, pad: 0 },
       showlegend: false,
       // on touch screens a one-finger swipe must scroll the page, so the chart does not pan
       dragmode: coarsePointer.matches ? false : 'pan',
@@ -1554,7 +1653,7 @@
       bargap: 0.25,
       xaxis: {
         type: 'linear', range: [a, b], autorange: false, anchor: 'y2',
-        tickmode: 'array', tickvals: ticks.vals, ticktext: ticks.text,
+        tickmode: 'array', tickvals: ticks.vals, ticktext: ticks.text, tickangle: 0,
         showgrid: true, gridcolor: C.grid, gridwidth: 1,
         zeroline: false, showline: true, linecolor: C.line,
         ticks: 'outside', ticklen: 4, tickcolor: C.line, tickfont: axisFont,
@@ -1564,14 +1663,16 @@
       },
       yaxis: {
         side: 'right', domain: [0.2, 1], range: yr, autorange: false, fixedrange: true,
-        tickformat: ',.' + d + 'f', nticks: 9,
+        tickmode: 'array', ...priceTicks(yr, d, last ? last.close : null, tagLines),
         showgrid: true, gridcolor: C.grid, zeroline: false,
         showline: false, ticks: 'outside', ticklen: 4, tickcolor: C.bg, tickfont: axisFont,
         showspikes: true, spikemode: 'across', spikesnap: 'cursor', spikecolor: '#6f7b89', spikethickness: 1, spikedash: 'dot',
       },
       yaxis2: {
-        domain: [0, 0.17], range: [0, Math.max(1, vmax) * 1.15], autorange: false, fixedrange: true,
-        showgrid: false, zeroline: false, showticklabels: false, showline: false,
+        side: 'right', domain: [0, 0.17], range: [0, countTop], autorange: false, fixedrange: true,
+        tickmode: 'array', tickvals: counts.vals, ticktext: counts.text,
+        showgrid: true, gridcolor: C.grid, zeroline: false,
+        showline: false, ticks: 'outside', ticklen: 4, tickcolor: C.bg, tickfont: axisFont,
       },
       shapes, annotations,
     };
@@ -1686,6 +1787,15 @@
 
   // ------------------------------------------------------------------ clock & housekeeping
 
+  /** The status bar's counters, at once on every frame (the message rate waits for its second). */
+  function renderCounters() {
+    const set = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+    set(el.ticksRecv, fmtInt(state.ticksReceived));
+    set(el.latency, state.latencyMs == null ? '—' : Math.max(0, Math.round(state.latencyMs)) + ' ms');
+    set(el.seq, state.lastSeq == null ? '—' : String(state.lastSeq));
+    set(el.resyncs, String(state.resyncs));
+  }
+
   let lastMsgCount = 0, lastRateAt = performance.now();
   function everySecond() {
     const now = Date.now();
@@ -1694,11 +1804,10 @@
     const rate = ((state.msgCount - lastMsgCount) * 1000) / Math.max(1, pnow - lastRateAt);
     lastMsgCount = state.msgCount;
     lastRateAt = pnow;
-    el.msgRate.textContent = rate >= 10 ? String(Math.round(rate)) : rate.toFixed(1);
-    el.ticksRecv.textContent = fmtInt(state.ticksReceived);
-    el.latency.textContent = state.latencyMs == null ? '—' : Math.max(0, Math.round(state.latencyMs)) + ' ms';
-    el.seq.textContent = state.lastSeq == null ? '—' : String(state.lastSeq);
-    el.resyncs.textContent = String(state.resyncs);
+    // no rate before the first message (a 0.0 there would read as a dead feed)
+    el.msgRate.textContent = !lastMsgCount && !state.msgCount ? '—'
+      : rate >= 10 ? String(Math.round(rate)) : rate.toFixed(1);
+    renderCounters();
     if (conn.state === 'reconnecting' || conn.state === 'offline') renderStatus();
     // countdown label on the last candle
     const stepMs = RESOLUTIONS[state.res];
@@ -1782,10 +1891,17 @@
     if ('ResizeObserver' in window) new ResizeObserver(onChartResize).observe(el.chart);
     else window.addEventListener('resize', onChartResize);
 
-    if (!window.Plotly) setOverlay('error', 'The chart library failed to load. Prices still stream above.');
-    else setOverlay('loading', 'Loading ' + displaySymbol(state.symbol) + ' · ' + state.res + '…');
+    // plotly.js (4 MB) loads async: prices, tiles and history do not wait for it to parse. The
+    // window's load event comes once it has run or failed, and the chart is drawn then.
+    setOverlay('loading', 'Loading ' + displaySymbol(state.symbol) + ' · ' + resLabel(state.res) + '…');
+    window.addEventListener('load', () => {
+      if (!window.Plotly) setOverlay('error', 'The chart library failed to load. Prices still stream above.');
+      state.chartDirty = true;
+      schedule();
+    });
 
     loadSymbols();
+    loadVendors();
     loadHistory();
     conn.connect();
     everySecond();
