@@ -1467,17 +1467,17 @@
     return { vals, text };
   }
 
-  /** Price-axis labels: round steps about 50px apart, minus those the last-price tag would
+  /** Price-axis labels: round steps about 56px apart, minus those the last-price tag would
    *  cover (plotly would draw them half hidden behind it). */
   function priceTicks(yr, d, tagAt, tagLines) {
     const fl = el.chart._fullLayout;
     const plotPx = fl && fl.yaxis && fl.yaxis._length > 0 ? fl.yaxis._length
       : Math.max(100, (el.chart.clientHeight - 62) * 0.8);
     const span = yr[1] - yr[0];
-    const raw = Math.max(span / Math.min(10, Math.max(3, Math.round(plotPx / 50))), Math.pow(10, -d));
+    const raw = Math.max(span / Math.min(10, Math.max(3, Math.round(plotPx / 56))), Math.pow(10, -d));
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
     let step = 10 * mag;
-    for (const f of [1, 2, 5]) if (f * mag >= raw) { step = f * mag; break; }
+    for (const f of [1, 2, 2.5, 5]) if (f * mag >= raw) { step = f * mag; break; }
     const pxPerUnit = plotPx / span;
     const clearPx = tagLines ? (tagLines * 15 + 6) / 2 + 8 : 0;   // half the tag, half a label
     const tickvals = [], ticktext = [];
