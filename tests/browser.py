@@ -22,6 +22,7 @@ FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--hide-scrollbars",
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
@@ -69,32 +70,65 @@ class Page:
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         return result["result"].get("value")
 
+    async def goto(self, url: str) -> None:
+        await self.call("Page.navigate", url=url)
+
     async def screenshot(self, path: Path) -> None:
         shot = await self.call("Page.captureScreenshot", format="png")
         await asyncio.to_thread(_write, path, base64.b64decode(shot["data"]))
 
 
+class Browser:
+    """One headless Chromium; each ``new_page`` is a tab with its own viewport."""
+
+    def __init__(self, port: int, http: aiohttp.ClientSession, tabs: contextlib.AsyncExitStack):
+        self.port = port
+        self._http = http
+        self._tabs = tabs
+
+    async def new_page(
+        self, url: str = "about:blank", *, width: int = 1440, height: int = 900,
+        mobile: bool = False,
+    ) -> Page:  # fmt: skip
+        """Open ``url`` in a new tab with a ``width`` x ``height`` viewport.
+
+        ``mobile`` emulates a phone (touch, coarse pointer, the viewport meta tag), the way
+        DevTools' device mode does, so a 390 x 844 page is laid out as on a phone.
+        """
+        async with self._http.put(f"http://127.0.0.1:{self.port}/json/new?about:blank") as resp:
+            target = await resp.json()
+        ws = await self._tabs.enter_async_context(
+            connect(target["webSocketDebuggerUrl"], max_size=None)
+        )
+        page = Page(ws)
+        await page.call("Runtime.enable")
+        await page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width, height=height, deviceScaleFactor=1, mobile=mobile,
+        )  # fmt: skip
+        if mobile:
+            await page.call("Emulation.setTouchEmulationEnabled", enabled=True, maxTouchPoints=5)
+        await page.goto(url)
+        return page
+
+    async def front(self, page: Page) -> None:
+        """Show ``page``: only the front tab is visible (others get no animation frames)."""
+        await page.call("Page.bringToFront")
+
+
 @contextlib.asynccontextmanager
-async def open_page(url: str, *, width: int = 1440, height: int = 900) -> AsyncIterator[Page]:
+async def open_browser() -> AsyncIterator[Browser]:
+    """Start a fresh headless Chromium (its own profile); stop it on exit."""
     profile = Path(tempfile.mkdtemp(prefix="chromium-"))
-    size = f"--window-size={width},{height}"
     proc = await asyncio.create_subprocess_exec(
-        chromium_path(), *FLAGS, f"--user-data-dir={profile}", size, url,
+        chromium_path(), *FLAGS, f"--user-data-dir={profile}", "about:blank",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         port = await asyncio.to_thread(_devtools_port, profile / "DevToolsActivePort")
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/json/list") as resp,
-        ):
-            targets = await resp.json()
-        target = next(t for t in targets if t["type"] == "page")
-        async with connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
-            page = Page(ws)
-            await page.call("Runtime.enable")
-            yield page
+        async with aiohttp.ClientSession() as http, contextlib.AsyncExitStack() as tabs:
+            yield Browser(port, http, tabs)
     finally:
         proc.terminate()
         try:
@@ -103,6 +137,15 @@ async def open_page(url: str, *, width: int = 1440, height: int = 900) -> AsyncI
             proc.kill()
             await proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def open_page(
+    url: str = "about:blank", *, width: int = 1440, height: int = 900, mobile: bool = False
+) -> AsyncIterator[Page]:
+    """Open ``url`` in a fresh headless Chromium (see ``Browser.new_page``)."""
+    async with open_browser() as browser:
+        yield await browser.new_page(url, width=width, height=height, mobile=mobile)
 
 
 def _devtools_port(port_file: Path, timeout_s: float = 15) -> int:
