@@ -659,9 +659,11 @@ class MaskedFramesOnly(asyncio.Protocol):
     @classmethod
     def install(cls, request: web.Request) -> MaskedFramesOnly | None:
         """Put a check under ``request``'s connection, before its handshake is answered."""
+        # Not ``isinstance(transport, asyncio.Transport)``: uvloop's transports (pricestream
+        # run) are not asyncio's classes, though they have the same protocol methods.
         transport = request.transport
         inner = transport.get_protocol() if transport is not None else None
-        if not isinstance(transport, asyncio.Transport) or not isinstance(inner, asyncio.Protocol):
+        if transport is None or not isinstance(inner, asyncio.Protocol):
             return None
         guard = cls(transport, inner)
         # aiohttp keeps what followed the upgrade request until the websocket reader exists

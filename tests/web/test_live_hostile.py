@@ -15,9 +15,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+import uvloop
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import embedded_service
 from tests.web.live_server import LiveServer, drain, live_server, recv, send
 from tests.web.raw_ws import CLOSE, PING, TEXT, RawWebSocket, client_frame
 from web.auth import AuthConfig, sign_hs256
@@ -415,3 +417,24 @@ async def test_a_client_that_never_reads_is_closed_with_4008_after_a_bounded_amo
         assert closes in ([], [4008])  # [] when it was aborted before the peer read it
         await s.until(lambda: hub_is_empty(s))
         assert s.hub.counters.slow_closed == 1
+
+
+def test_on_uvloop_as_pricestream_run_an_unmasked_frame_gets_close_1002(tmp_path: Path) -> None:
+    """``pricestream run`` serves on uvloop, whose transports are not asyncio's own classes:
+    the check must be under those connections too."""
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        async with embedded_service(tmp_path / "data") as service:
+            port = int(service.url.rsplit(":", 1)[1].strip("/"))
+            peer = await RawWebSocket.open(port)
+            try:
+                peer.send_json({"op": "ping"}, masked=False)
+                return await frames_until_end(peer)
+            finally:
+                peer.close()
+
+    frames = uvloop.run(scenario())
+    assert frames, "the connection ended without a close frame"
+    opcode, payload = frames[-1]
+    assert opcode == CLOSE
+    assert int.from_bytes(payload[:2], "big") == CLOSE_PROTOCOL_ERROR
