@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream.contract import METAL_DECIMALS
 from tests.distributed import Cluster, RoleProcess
 from tests.services.kafka import FAST_GROUPS, KafkaBroker
 from tests.services.mongo import MongoServer
@@ -45,9 +46,13 @@ def write_tape(path: Path, *, start_ms: int, seed: int) -> list[str]:
     rows: list[tuple[int, int, str]] = []
     for n, (symbol, (price, spread)) in enumerate(METALS.items()):
         ts = start_ms + rng.randrange(0, 2_000)
+        places = METAL_DECIMALS[symbol]
+        half = round(spread / 2, places)
         while ts < start_ms + SPAN_MS:
-            price = round(price * (1 + rng.gauss(0, 0.0002)), 4)
-            bid, ask = round(price - spread / 2, 4), round(price + spread / 2, 4)
+            # Quotes in the metal's own precision, the mid too: what the service prints of it
+            # (rounded to that precision) is then exactly what it was given.
+            price = round(price * (1 + rng.gauss(0, 0.0002)), places)
+            bid, ask = round(price - half, places), round(price + half, places)
             rows.append((ts, n, f"{symbol},{ts},{bid!r},{ask!r}"))
             ts += rng.randrange(500, 3_500)
     rows.sort()
@@ -72,7 +77,8 @@ def write_tape(path: Path, *, start_ms: int, seed: int) -> list[str]:
 def pandas_candles(path: Path) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], int]:
     """The candles of the tape's valid rows, computed by pandas, and how many rows are valid.
 
-    Valid: a time in ms, a bid and an ask, bid <= ask; a tick's price is the mid of its quote.
+    Valid: a time in ms, a bid and an ask, bid <= ask; a tick's price is the mid of its quote;
+    prices as the service prints them, to each metal's precision.
     """
     raw = pd.read_csv(path, dtype=str, on_bad_lines="skip", engine="python")
     frame = pd.DataFrame({"symbol": raw["symbol"]})
@@ -89,6 +95,9 @@ def pandas_candles(path: Path) -> tuple[dict[tuple[str, str], list[dict[str, Any
             ohlc = sampled.ohlc()
             ohlc["ticks"] = sampled.count()
             ohlc = ohlc[ohlc["ticks"] > 0]
+            places = METAL_DECIMALS[str(symbol)]  # prices are printed to this (README)
+            for k in ("open", "high", "low", "close"):
+                ohlc[k] = [round(v, places) for v in ohlc[k].to_numpy(dtype=float).tolist()]
             columns = {
                 "start_ms": pd.DatetimeIndex(ohlc.index).as_unit("ms").asi8.tolist(),
                 **{k: ohlc[k].to_numpy(dtype=float).tolist() for k in ("open", "high", "low",
