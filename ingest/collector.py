@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -40,16 +39,13 @@ from stream.contract import (
     encode_deadletter,
     encode_tick,
     encode_vendor_status,
+    now_ms,
 )
 from stream.sender import Item, Sender
 
 log = logging.getLogger(__name__)
 
 HISTORY_CHUNK = 2_000  # simulated history ticks handed to the feed at a time
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(slots=True)

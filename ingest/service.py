@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ingest.collector import Backoff, Feed, Publisher, SimulatorCollector, now_ms, report_status
+from ingest.collector import Backoff, Feed, Publisher, SimulatorCollector, report_status
 from ingest.composite import Composite
 from ingest.config import CompositeConfig, VendorConfig
 from ingest.http import PollCollector, StreamCollector
@@ -22,7 +22,7 @@ from ingest.simulator import VENDORS as SIM_VENDORS
 from ingest.simulator import Simulator
 from ingest.validate import Limits
 from ingest.websocket import WebsocketCollector
-from stream.contract import Producer
+from stream.contract import Producer, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ingest.collector import now_ms
 from ingest.replay import Progress
 from pricestream.gcpolicy import GcPolicy, keep_collector_quiet
 from pricestream.settings import (
@@ -55,6 +54,7 @@ from stream.contract import (
     Producer,
     Store,
     StoreError,
+    now_ms,
 )
 from stream.store.mongo import MongoStore
 from stream.store.sqlite import SqliteStore

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from stream.contract import (
@@ -28,14 +27,11 @@ from stream.contract import (
     Store,
     decode_deadletter,
     decode_tick,
+    now_ms,
 )
 from stream.retry import while_unavailable
 
 log = logging.getLogger(__name__)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Archive:
@@ -76,7 +72,7 @@ class DeadLetterArchive(Archive):
         consumer: Consumer,
         store: Store,
         max_batch: int = 1_000,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         super().__init__(consumer=consumer, store=store, max_batch=max_batch)
         self.clock_ms = clock_ms

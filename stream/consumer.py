@@ -58,6 +58,7 @@ from stream.contract import (
     encode_deadletter,
     encode_tick,
     encode_update_raw,
+    now_ms,
 )
 from stream.retry import while_unavailable
 from stream.windows import Outcome, Windows
@@ -107,10 +108,6 @@ class WorkerStats:
         buckets[-1] += 1
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class StreamWorker:
     """Consumes ``ticks``, keeps the windows, publishes ``updates``, writes the store."""
 
@@ -123,7 +120,7 @@ class StreamWorker:
         windows: Windows,
         max_batch: int = 5_000,
         flush_interval_ms: int = 100,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.consumer = consumer
         self.producer = producer

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stream.contract import BusError, Producer
+from stream.contract import BusError, Producer, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Sender:
                 self._reported_s = 0.0
                 log.info(
                     "the bus took the held records after %.1f s; %d records still queued",
-                    (time.time_ns() // 1_000_000 - down) / 1000, self.stats.queued - len(round_),
+                    (now_ms() - down) / 1000, self.stats.queued - len(round_),
                 )  # fmt: skip
             return
 
@@ -150,7 +150,7 @@ class Sender:
         now_s = time.monotonic()
         retry = "" if retry_s is None else f", next try in {retry_s:.1f} s"
         if stats.down_since_ms is None:
-            stats.down_since_ms = time.time_ns() // 1_000_000
+            stats.down_since_ms = now_ms()
             log.warning(
                 "the bus did not take %d records (%s): holding them and %d more%s",
                 size, why, stats.queued - size, retry,

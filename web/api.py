@@ -17,6 +17,7 @@ from stream.contract import (
     SymbolState,
     Tick,
     check_symbol,
+    now_ms,
     round_price,
 )
 from web.auth import AuthError, unauthorized
@@ -232,7 +233,7 @@ async def deadletters(request: web.Request) -> web.Response:
 
 
 async def vendors(request: web.Request) -> web.Response:
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     board = request.app[VENDOR_BOARD].latest
     return json_response([vendor_public(board[name], now) for name in sorted(board)])
 
@@ -264,4 +265,4 @@ async def readyz(request: web.Request) -> web.Response:
         await request.app[STORE].states()
     except Exception as exc:  # any failure of the store means not ready
         return json_response({"status": "unavailable", "reason": f"store: {exc}"}, status=503)
-    return json_response({"status": "ready", "time_ms": time.time_ns() // 1_000_000})
+    return json_response({"status": "ready", "time_ms": now_ms()})

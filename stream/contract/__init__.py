@@ -1,5 +1,6 @@
 """The shared contract: values, codecs, resolutions, ports and errors."""
 
+from stream.contract.clock import now_ms
 from stream.contract.codec import (
     Update,
     decode_candle,
@@ -99,6 +100,7 @@ __all__ = [
     "encode_update",
     "encode_update_raw",
     "encode_vendor_status",
+    "now_ms",
     "round_price",
     "tick_key",
     "tick_public",
