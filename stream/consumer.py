@@ -34,7 +34,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
@@ -61,13 +60,12 @@ from stream.contract import (
     now_ms,
 )
 from stream.retry import while_unavailable
+from stream.stats import WorkerStats
 from stream.windows import Outcome, Windows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Upper bounds of the store write latency buckets, in ms (``WorkerStats.store_write_buckets``).
-STORE_WRITE_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000)
 MAX_PENDING = 100_000  # changed candles held while a write is in progress, before waiting
 #: most ticks in one update record (about 150 bytes each): records stay far below the broker's
 #: 1 MB message limit however large the batch
@@ -75,37 +73,6 @@ UPDATE_TICKS = 1_000
 #: the candle-number jump on restore when the partition's end is not known
 UNKNOWN_AHEAD = 1 << 24
 _ACCEPTED = Outcome.ACCEPTED  # a module global: cheaper than the enum attribute per tick
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    ticks_in: int = 0
-    ticks_accepted: int = 0
-    replayed: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    updates_out: int = 0
-    store_writes: int = 0
-    store_write_ms_total: float = 0.0
-    #: writes by latency: ``[i]`` counts those at most ``STORE_WRITE_BUCKETS_MS[i]``, the last
-    #: one those slower than every bound
-    store_write_buckets: list[int] = field(
-        default_factory=lambda: [0] * (len(STORE_WRITE_BUCKETS_MS) + 1)
-    )
-    store_retries: int = 0
-    batches: int = 0
-    revocations: int = 0
-    #: records whose bus positions are committed: ``ticks_in - ticks_committed`` is the lag
-    ticks_committed: int = 0
-
-    def observe_store_write(self, ms: float) -> None:
-        self.store_writes += 1
-        self.store_write_ms_total += ms
-        buckets = self.store_write_buckets
-        for i, bound in enumerate(STORE_WRITE_BUCKETS_MS):
-            if ms <= bound:
-                buckets[i] += 1
-                return
-        buckets[-1] += 1
 
 
 class StreamWorker:

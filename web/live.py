@@ -916,9 +916,6 @@ class Hub:
         ch = self.channels.get(f"candles:{symbol}:{res}")
         return list(ch.candles.values()) if ch else []
 
-    async def knows(self, symbol: str) -> bool:
-        return symbol in self.latest or await self.store.state(symbol) is not None
-
     async def subscribe(
         self,
         client: Client,

@@ -37,9 +37,9 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from render.service import Renderer
-from stream.consumer import STORE_WRITE_BUCKETS_MS, WorkerStats
 from stream.contract import Consumer
 from stream.sender import SenderStats
+from stream.stats import STORE_WRITE_BUCKETS_MS, WorkerStats
 from web.keys import HUB, RENDERER, VENDOR_BOARD
 from web.vendors import VendorBoard
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream.bus.memory import MemoryBus
-from stream.consumer import STORE_WRITE_BUCKETS_MS, UPDATE_TICKS, StreamWorker, WorkerStats
+from stream.consumer import UPDATE_TICKS, StreamWorker
 from stream.contract import (
     DEADLETTER,
     TICKS,
@@ -20,6 +20,7 @@ from stream.contract import (
     decode_update,
     encode_tick,
 )
+from stream.stats import STORE_WRITE_BUCKETS_MS, WorkerStats
 from stream.store.sqlite import SqliteStore
 from stream.windows import Windows
 
