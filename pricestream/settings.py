@@ -213,19 +213,9 @@ class Render:
 
 
 @dataclass(frozen=True, slots=True)
-class Live:
-    history_messages: int = 1_000
-    history_age_ms: int = 300_000
-    send_buffer_messages: int = 1_000
-    send_buffer_bytes: int = 1_048_576
-    stall_timeout_ms: int = 30_000
-    heartbeat_ms: int = 20_000
-    max_channels: int = 64
-    max_message_bytes: int = 65_536
-    max_channels_per_message: int = 100
-    max_messages_per_s: float = 20.0  # per connection; 0: no limit
-    message_burst: int = 40
-    socket_send_buffer_bytes: int = 65_536  # a websocket's kernel send buffer; 0: the system's
+class Live(LiveConfig):
+    """The ``[live]`` section: ``web.live.LiveConfig`` itself (its fields and defaults, written
+    once), with the checks of its values."""
 
     def checks(self) -> list[tuple[str, bool, str]]:
         return [
@@ -493,9 +483,11 @@ class Settings:
              "must be median or primary"),
             ("composite.vendor", bool(self.composite.vendor), "must not be empty"),
         ]  # fmt: skip
-        checks += self.server.checks()
-        checks += self.render.checks()
-        checks += self.live.checks()
+        # every section that checks its own values ([server], [http], [render], [live], ...)
+        for section in dataclasses.fields(self):
+            own = getattr(getattr(self, section.name), "checks", None)
+            if own is not None:
+                checks += own()
         for symbol in auth_config(self).private_symbols:
             try:
                 check_symbol(symbol)
@@ -506,8 +498,6 @@ class Settings:
             ("auth.jwt_secret", self.auth.jwt_secret == "" or len(self.auth.jwt_secret) >= 32,
              "must be at least 32 characters (or empty: no tokens)"),
         ]  # fmt: skip
-        checks += self.http.checks()
-        checks += self.prices.checks()
         for symbol in self.prices.decimals:
             try:
                 check_symbol(symbol)
@@ -538,8 +528,8 @@ def precision(settings: Settings) -> Precision:
 
 
 def live_config(settings: Settings) -> LiveConfig:
-    """The ``[live]`` section as the web role's ``LiveConfig``."""
-    return LiveConfig(**dataclasses.asdict(settings.live))
+    """The ``[live]`` section as the web role's ``LiveConfig`` (it is one)."""
+    return settings.live
 
 
 def auth_config(settings: Settings) -> AuthConfig:
