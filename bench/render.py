@@ -56,20 +56,8 @@ import numpy as np
 import uvloop
 from aiohttp import web
 
-from render.charts import (
-    MIN_CANDLE_PX,
-    THEMES,
-    C,
-    Floats,
-    H,
-    L,
-    O,
-    T,
-    hex_colour,
-    merge_candles,
-    minmax_downsample,
-    render_chart,
-)
+from render.charts import render_chart
+from render.reduce import MIN_CANDLE_PX, C, Floats, H, L, O, T, merge_candles, minmax_downsample
 from render.service import RenderConfig
 from render.spec import (
     DEFAULT_RES,
@@ -79,6 +67,7 @@ from render.spec import (
     allowed_resolutions,
     parse_chart,
 )
+from render.theme import THEMES, hex_colour
 from stream.contract import Candle, SymbolState, Tick
 from stream.contract.resolutions import RESOLUTIONS
 from stream.store.sqlite import SqliteStore

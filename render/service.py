@@ -40,8 +40,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from render.charts import Floats
 from render.pool import Pool, PoolError
+from render.reduce import Floats
 from render.spec import (
     CONTENT_TYPES,
     FRESH_MS,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
-from render.charts import Floats, O, T, summary
+from render.reduce import Floats, O, T, summary
 from render.spec import SnapshotSpec
 from stream.contract import Tick
 

@@ -19,10 +19,11 @@ import socket
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from render.charts import digit_table, render_chart
+from render.charts import render_chart
 from render.raster import font
 from render.snapshots import render_snapshot
 from render.spec import ChartSpec, SnapshotSpec
+from render.svg import digit_table
 
 log = logging.getLogger(__name__)
 

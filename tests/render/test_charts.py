@@ -11,21 +11,14 @@ import plotly.io
 import pytest
 from PIL import Image
 
-from render.charts import (
-    THEMES,
-    inks,
-    label_x,
-    layout,
-    merge_candles,
-    minmax_downsample,
-    nice_step,
-    render_chart,
-    render_png,
-    render_svg,
-    time_ticks,
-)
+from render.axes import label_x, layout, nice_step, time_ticks
+from render.charts import render_chart
+from render.png import inks, render_png
 from render.raster import LEVELS, Palette, canvas, encode_png, font
+from render.reduce import merge_candles, minmax_downsample
 from render.spec import ChartSpec
+from render.svg import render_svg
+from render.theme import THEMES
 from stream.contract.resolutions import DAY_MS, HOUR_MS, MINUTE_MS
 
 END_MS = 1_795_244_930_000  # 2026-11-21 01:08:50 UTC

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from render.charts import Floats
 from render.pool import Pool, RenderFailed
+from render.reduce import Floats
 from render.spec import ChartSpec
 
 AS_OF_MS = 1_795_000_000_000
