@@ -32,14 +32,12 @@ import hashlib
 import logging
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import numpy as np
 
+from render.cache import ByteLRU, SingleFlight, SizedLRU
 from render.pool import Pool, PoolError
 from render.reduce import Floats
 from render.spec import (
@@ -54,10 +52,6 @@ from render.spec import (
 from stream.contract import RESOLUTIONS, Precision, Store, SymbolState
 
 log = logging.getLogger(__name__)
-
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 #: What ``RenderConfig.disk_formats`` may name: chart formats, and every snapshot format.
@@ -120,53 +114,6 @@ class RendererStats:
     pregenerated: int = 0
 
 
-class SizedLRU(Generic[K, V]):
-    """A least-recently-used map bounded by the total ``size`` of its values."""
-
-    def __init__(self, max_size: int, size: Callable[[V], int]) -> None:
-        self.max_size = max_size
-        self.size = size
-        self.total = 0
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        n = self.size(value)
-        if n > self.max_size:
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.total -= self.size(old)
-        self._items[key] = value
-        self.total += n
-        while self.total > self.max_size:
-            _, dropped = self._items.popitem(last=False)
-            self.total -= self.size(dropped)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-class ByteLRU(SizedLRU[str, bytes]):
-    """Rendered bodies by cache key, bounded by their total length."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(max_bytes, len)
-
-    @property
-    def bytes(self) -> int:
-        return self.total
-
-    @property
-    def max_bytes(self) -> int:
-        return self.max_size
-
-
 def candle_rows(candles: list[object]) -> Floats:
     """Candles as the float64 ``(n, 5)`` array the drawing code takes."""
     return np.array(
@@ -184,12 +131,12 @@ class Renderer:
         self.charts = self._pool("charts", config.chart_workers, config.chart_queue)
         self.text = self._pool("text", config.text_workers, config.text_queue)
         self._versions: dict[str, tuple[float, SymbolState]] = {}
-        self._version_flight: dict[str, asyncio.Future[SymbolState | None]] = {}
+        self._version_flight: SingleFlight[str, SymbolState | None] = SingleFlight()
         self._data: SizedLRU[tuple[str, str, str, int], Floats] = SizedLRU(
             config.data_bytes, _nbytes
         )
-        self._data_flight: dict[tuple[str, str, str, int], asyncio.Future[Floats]] = {}
-        self._flight: dict[str, asyncio.Future[bytes]] = {}
+        self._data_flight: SingleFlight[tuple[str, str, str, int], Floats] = SingleFlight()
+        self._flight: SingleFlight[str, bytes] = SingleFlight()
         self.pregenerate = [parse_path(p) for p in config.pregenerate]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -249,25 +196,17 @@ class Renderer:
         if body is not None:
             self.stats.hits += 1
             return self._answer(spec, body, etag)
-        flight = self._flight.get(key)
-        if flight is not None:
+        if key in self._flight:
             self.stats.shared += 1
-            return self._answer(spec, await asyncio.shield(flight), etag)
-        self.stats.misses += 1
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._flight[key] = fut
-        try:
-            body = await self._render(spec, state, etag)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # the twins get it; nobody else has to
-            raise
         else:
-            fut.set_result(body)
+            self.stats.misses += 1
+
+        async def render() -> bytes:
+            body = await self._render(spec, state, etag)
             self.cache.put(key, body)
-        finally:
-            del self._flight[key]
-        return self._answer(spec, body, etag)
+            return body
+
+        return self._answer(spec, await self._flight.run(key, render), etag)
 
     def _answer(self, spec: Spec, body: bytes, etag: str) -> Rendered:
         return Rendered(body, etag, CONTENT_TYPES[spec.fmt], FRESH_MS[spec.range] // 1000)
@@ -293,7 +232,7 @@ class Renderer:
         known = self._versions.get(symbol)
         if known is not None and (now - known[0]) * 1000 < fresh_ms:
             return known[1]
-        state = await _single(self._version_flight, symbol, lambda: self.store.state(symbol))
+        state = await self._version_flight.run(symbol, lambda: self.store.state(symbol))
         if state is None:
             raise NoData(f"no prices for {symbol}")
         if known is None or known[1].watermark_ms <= state.watermark_ms:
@@ -314,7 +253,7 @@ class Renderer:
             )
             return candle_rows(list(candles))
 
-        rows = await _single(self._data_flight, key, fetch)
+        rows = await self._data_flight.run(key, fetch)
         self._data.put(key, rows)
         return rows
 
@@ -366,25 +305,3 @@ def _nbytes(rows: Floats) -> int:
 
 def _etag(key: str) -> str:
     return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
-
-
-async def _single(
-    flights: dict[K, asyncio.Future[V]], key: K, fetch: Callable[[], Awaitable[V]]
-) -> V:
-    """Run ``fetch`` once for concurrent callers with the same ``key``."""
-    flight = flights.get(key)
-    if flight is not None:
-        return await asyncio.shield(flight)
-    fut: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-    flights[key] = fut
-    try:
-        value = await fetch()
-    except BaseException as exc:
-        fut.set_exception(exc)
-        fut.exception()
-        raise
-    else:
-        fut.set_result(value)
-    finally:
-        del flights[key]
-    return value
