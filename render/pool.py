@@ -28,10 +28,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from render import worker
+from render.worker import RenderJob
 
 log = logging.getLogger(__name__)
-
-Job = tuple[object, ...]
 
 
 class PoolError(Exception):
@@ -127,7 +126,7 @@ class Pool:
         self.stats = PoolStats()
         self._ctx = _context()
         self._ids = itertools.count()
-        self._queue: deque[tuple[int, Job, Hashable, object, asyncio.Future[bytes]]] = deque()
+        self._queue: deque[tuple[int, RenderJob, Hashable, object, asyncio.Future[bytes]]] = deque()
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._closing = False
@@ -145,7 +144,7 @@ class Pool:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def render(self, job: Job, *, data_key: Hashable, data: object) -> bytes:
+    async def render(self, job: RenderJob, *, data_key: Hashable, data: object) -> bytes:
         """The bytes of ``job``; raises ``Busy`` at once when the queue is full.
 
         ``data`` (the candles) goes to a worker only if it does not hold ``data_key`` yet: charts
@@ -209,7 +208,7 @@ class Pool:
 
     def _dispatch(self) -> None:
         while self._idle and self._queue:
-            batch: list[tuple[int, Job, Hashable]] = []
+            batch: list[tuple[int, RenderJob, Hashable]] = []
             adds: list[tuple[Hashable, object]] = []
             drops: list[Hashable] = []
             used: set[Hashable] = set()

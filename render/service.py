@@ -49,6 +49,7 @@ from render.spec import (
     Spec,
     parse_path,
 )
+from render.worker import RenderJob
 from stream.contract import RESOLUTIONS, Precision, Store, SymbolState
 
 log = logging.getLogger(__name__)
@@ -222,9 +223,9 @@ class Renderer:
         name = f"{etag.strip(chr(34))}.{spec.fmt}" if shared else None
         spec = dataclasses.replace(spec, decimals=c.precision.of(spec.symbol))
         if isinstance(spec, ChartSpec):
-            chart_job = ("chart", spec, None, state.watermark_ms, name)
+            chart_job = RenderJob(spec, state.watermark_ms, cache_name=name)
             return await self.charts.render(chart_job, data_key=data_key, data=rows)
-        text_job = ("snapshot", spec, state.latest, state.watermark_ms, name)
+        text_job = RenderJob(spec, state.watermark_ms, latest=state.latest, cache_name=name)
         return await self.text.render(text_job, data_key=data_key, data=rows)
 
     async def _state(self, symbol: str, fresh_ms: int) -> SymbolState:

@@ -1,8 +1,8 @@
 """The render worker process: receives batches of jobs on a socket, answers with their bytes.
 
 A message is ``(drops, adds, jobs)``: data sets to forget, data sets to keep (``(key, rows)``,
-sent once per worker and data version) and jobs ``(job_id, job, data_key)``. A job is
-``(kind, spec, latest, as_of_ms, cache_name)``. With a cache directory the worker
+sent once per worker and data version) and jobs ``(job_id, job, data_key)``, each job a
+``RenderJob``. With a cache directory the worker
 first looks for ``cache_name`` there (another node may have rendered it) and otherwise writes
 what it renders, atomically (a temporary file in the same directory, then ``os.replace``), so
 the event loop of the web process never touches the disk.
@@ -16,6 +16,7 @@ import os
 import pickle
 import signal
 import socket
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -24,15 +25,29 @@ from render.raster import font
 from render.snapshots import render_snapshot
 from render.spec import ChartSpec, SnapshotSpec
 from render.svg import digit_table
+from stream.contract import Tick
 
 log = logging.getLogger(__name__)
 
 READY = b"ready"
 
 
-def run_job(job: tuple[object, ...], rows: object, cache_dir: Path | None) -> bytes:
-    kind, spec, latest, as_of_ms, cache_name = job
-    path = cache_dir / str(cache_name) if cache_dir is not None and cache_name else None
+@dataclass(frozen=True, slots=True)
+class RenderJob:
+    """One chart or snapshot for a worker to render from a data set it holds (pickled)."""
+
+    spec: ChartSpec | SnapshotSpec
+    #: the symbol's newest tick time: where the chart ends, what the snapshot is as of
+    as_of_ms: int
+    #: the newest tick, which a snapshot quotes (None for a chart)
+    latest: Tick | None = None
+    #: the file name in the shared cache directory, or None to render in memory only
+    cache_name: str | None = None
+
+
+def run_job(job: RenderJob, rows: object, cache_dir: Path | None) -> bytes:
+    spec, cache_name = job.spec, job.cache_name
+    path = cache_dir / cache_name if cache_dir is not None and cache_name else None
     if path is not None:
         try:
             return path.read_bytes()
@@ -40,12 +55,11 @@ def run_job(job: tuple[object, ...], rows: object, cache_dir: Path | None) -> by
             pass
         except OSError as exc:  # an unreadable shared directory must not fail the render
             log.warning("cannot read %s from the cache directory: %s", path.name, exc)
-    if kind == "chart":
-        assert isinstance(spec, ChartSpec)
-        body = render_chart(spec, rows, as_of_ms)  # type: ignore[arg-type]
+    if isinstance(spec, ChartSpec):
+        body = render_chart(spec, rows, job.as_of_ms)  # type: ignore[arg-type]
     else:
         assert isinstance(spec, SnapshotSpec)
-        body = render_snapshot(spec, rows, latest, as_of_ms)  # type: ignore[arg-type]
+        body = render_snapshot(spec, rows, job.latest, job.as_of_ms)  # type: ignore[arg-type]
     if path is not None:
         write_atomically(path, body)
     return body
@@ -95,6 +109,6 @@ def serve(conn: Connection, cache_dir: Path | None) -> None:
             try:
                 results.append((job_id, True, run_job(job, data[data_key], cache_dir)))
             except Exception as exc:  # reported to the request that asked for it
-                log.exception("render failed: %r", job[1])
+                log.exception("render failed: %r", job.spec)
                 results.append((job_id, False, f"{type(exc).__name__}: {exc}"))
         conn.send_bytes(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))

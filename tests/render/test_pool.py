@@ -11,6 +11,7 @@ import pytest
 from render.pool import Pool, RenderFailed
 from render.reduce import Floats
 from render.spec import ChartSpec
+from render.worker import RenderJob
 
 AS_OF_MS = 1_795_000_000_000
 SPEC = ChartSpec("XAU-USD", "1h", "1m", "svg", 400, 200, "area", "light")
@@ -30,8 +31,8 @@ async def pool() -> AsyncIterator[Pool]:
     await p.close()
 
 
-def job() -> tuple[object, ...]:
-    return ("chart", SPEC, None, AS_OF_MS, None)
+def job() -> RenderJob:
+    return RenderJob(SPEC, AS_OF_MS)
 
 
 async def render(pool: Pool, key: int) -> bytes:
@@ -63,7 +64,7 @@ async def test_a_batch_never_loses_a_data_set_it_needs(pool: Pool) -> None:
 
 async def test_a_job_that_raises_fails_alone_and_the_worker_serves_on(pool: Pool) -> None:
     pid = pool.pids()
-    bad = ("chart", "not a chart spec", None, AS_OF_MS, None)
+    bad = RenderJob("not a chart spec", AS_OF_MS)  # type: ignore[arg-type]
     with pytest.raises(RenderFailed, match="Error"):
         await pool.render(bad, data_key="bad", data=rows(1))
     assert await render(pool, 1)
