@@ -21,6 +21,7 @@ from stream.contract import (
     round_price,
 )
 from web.auth import AuthError, unauthorized
+from web.errors import BadRequest
 from web.keys import AUTH, HUB, NOT_READY, PRECISION, ROLES, STORE, VENDOR_BOARD
 from web.live import newest_candles, serve_client
 from web.vendors import vendor_public
@@ -43,16 +44,13 @@ def json_response(
     )
 
 
-class BadRequest(web.HTTPBadRequest):
-    def __init__(self, message: str) -> None:
-        super().__init__(text=message)
-
-
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn HTTP errors into JSON bodies that say what is wrong."""
     try:
         return await handler(request)
+    except BadRequest as exc:
+        return json_response({"error": {"status": 400, "message": exc.message}}, status=400)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -83,7 +81,7 @@ def _symbol(request: web.Request) -> str:
     try:
         return check_symbol(request.match_info["symbol"])
     except InvalidSymbol as exc:
-        raise BadRequest(str(exc)) from exc
+        raise BadRequest("bad_request", str(exc)) from exc
 
 
 def _int_param(
@@ -95,9 +93,9 @@ def _int_param(
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw[:30]!r}") from None
+        raise BadRequest("bad_request", f"{name} must be an integer, got {raw[:30]!r}") from None
     if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be between {lo} and {hi}, got {value}")
+        raise BadRequest("bad_request", f"{name} must be between {lo} and {hi}, got {value}")
     return value
 
 
@@ -149,12 +147,14 @@ async def candles(request: web.Request) -> web.Response:
     guard_symbol(request, symbol)
     res = request.query.get("res", "1m")
     if res not in RESOLUTIONS:
-        raise BadRequest(f"res must be one of {', '.join(RESOLUTIONS)}, got {res[:20]!r}")
+        raise BadRequest(
+            "bad_request", f"res must be one of {', '.join(RESOLUTIONS)}, got {res[:20]!r}"
+        )
     limit = _int_param(request, "limit", 500, 1, MAX_CANDLES) or 500
     start_ms = _int_param(request, "start_ms", None, 0, 2**53)
     end_ms = _int_param(request, "end_ms", None, 0, 2**53)
     if start_ms is not None and end_ms is not None and start_ms >= end_ms:
-        raise BadRequest(f"start_ms ({start_ms}) must be before end_ms ({end_ms})")
+        raise BadRequest("bad_request", f"start_ms ({start_ms}) must be before end_ms ({end_ms})")
     store: Store = request.app[STORE]
     if await _latest(request, symbol) is None:
         raise web.HTTPNotFound(text=f"no prices for {symbol}")
@@ -184,7 +184,9 @@ def require_credentials(request: web.Request) -> str:
 def _text_param(request: web.Request, name: str) -> str | None:
     raw = request.query.get(name)
     if raw is not None and not 1 <= len(raw) <= MAX_FILTER_CHARS:
-        raise BadRequest(f"{name} must be 1 to {MAX_FILTER_CHARS} characters, got {raw[:30]!r}")
+        raise BadRequest(
+            "bad_request", f"{name} must be 1 to {MAX_FILTER_CHARS} characters, got {raw[:30]!r}"
+        )
     return raw
 
 
@@ -211,8 +213,9 @@ async def deadletters(request: web.Request) -> web.Response:
     reason = _text_param(request, "reason")
     if reason is not None and ":" in reason:
         raise BadRequest(
+            "bad_request",
             "reason is a reason's kind, the text before its first ':' (e.g. 'crossed quote'),"
-            f" got {reason[:30]!r}"
+            f" got {reason[:30]!r}",
         )
     # No letter is from both a vendor and another source: an empty page, once ``before`` is
     # checked like on any other page.
@@ -226,7 +229,9 @@ async def deadletters(request: web.Request) -> web.Response:
         )
     except DecodeError:  # only ``before`` can be one
         shown = (before or "")[:30]
-        raise BadRequest(f"before must be the next of an earlier page, got {shown!r}") from None
+        raise BadRequest(
+            "bad_request", f"before must be the next of an earlier page, got {shown!r}"
+        ) from None
     if disjoint:
         letters, after = [], None
     return json_response({"letters": [_letter(d) for d in letters], "next": after})

@@ -19,7 +19,8 @@ from render.service import NoData, RenderConfig, Rendered, Renderer
 from render.spec import FRESH_MS, Spec, SpecError, parse_chart, parse_snapshot
 from stream.contract import Store
 from web import routes
-from web.api import BadRequest, guard_symbol, json_response
+from web.api import guard_symbol, json_response
+from web.errors import BadRequest
 from web.keys import RENDERER
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def _spec(request: web.Request, parse: Parser) -> tuple[Spec, UrlKey | None]:
     try:
         spec = parse(info["symbol"], info["fmt"], query)
     except SpecError as exc:
-        raise BadRequest(str(exc)) from exc
+        raise BadRequest("bad_request", str(exc)) from exc
     return spec, key if query.only_what_was_read() else None
 
 

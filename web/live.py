@@ -73,6 +73,7 @@ from stream.contract import (
     tick_public,
 )
 from web.auth import AuthConfig, Authenticator, AuthError, Identity, unauthorized
+from web.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -1079,14 +1080,6 @@ def _rate_limit_text(config: LiveConfig) -> str:
         f"{config.message_burst} at once (message_burst): this message and those that follow "
         "within the rate are refused; keep sending past it and the connection is closed (1008)"
     )
-
-
-class BadRequest(ValueError):
-    """A client message that breaks the protocol; ``code`` is the error code sent back."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
