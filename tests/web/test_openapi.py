@@ -194,7 +194,9 @@ async def test_schemathesis_finds_no_failures_against_the_running_service(tmp_pa
             f"--header=X-API-Key: {API_KEY}",
             f"--max-examples={MAX_EXAMPLES}",
             "--seed=1",
-            "--workers=2",
+            # one worker: with two threads CPython 3.11's ast.parse (hypothesis describing a
+            # strategy) now and then fails with "AST constructor recursion depth mismatch"
+            "--workers=1",
             "--no-shrink",
             "--request-timeout=20",
             "--no-color",
@@ -211,7 +213,7 @@ async def test_schemathesis_finds_no_failures_against_the_running_service(tmp_pa
                 proc.kill()
                 await proc.wait()
     text = out.decode(errors="replace")
-    assert proc.returncode == 0, text[-6_000:]
+    assert proc.returncode == 0, text[-30_000:]
     assert "Tested: 11" in text, text[-2_000:]
     stateful = STATEFUL_SUMMARY.search(text)
     assert stateful is not None, text[-3_000:]
