@@ -955,12 +955,12 @@ async def latency_embedded(opts: Options, tmp: Path) -> LatencyResult:
         async with Publisher(producer).running() as publisher:
             source = TickSource()
             now_ms = time.time_ns() // 1_000_000
-            await publisher.publish([source.next(now_ms) for _ in range(64)])  # every metal known
+            await publisher.send([source.next(now_ms) for _ in range(64)])  # every metal known
             await asyncio.sleep(0.5)
             url = f"ws://127.0.0.1:{running.port}/ws"
             result = await measure_latency(
                 "embedded Pricestream (run_embedded)", url, opts=opts, source=source,
-                sink=publisher.publish,
+                sink=publisher.send,
             )  # fmt: skip
             assert running.worker is not None
             stats = running.worker.stats

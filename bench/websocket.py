@@ -240,7 +240,7 @@ async def _embedded(tmp: Path):  # type: ignore[no-untyped-def]
         embedded(tmp / "embedded", start_s=60, http={"rate_limit_per_s": 0}) as running,
         Publisher(await running.bus.producer()).running() as publisher,
     ):
-        yield running.port, publisher.publish
+        yield running.port, publisher.send
 
 
 @contextlib.asynccontextmanager
