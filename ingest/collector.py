@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ingest.composite import Composite
 from ingest.simulator import Simulator
-from ingest.validate import Gate, Limits, Verdict, problem
+from ingest.validate import Gate, Limits, Verdict
 from ingest.vendors.base import Kind, ParseFn
 from stream.contract import (
     DEADLETTER,
@@ -82,15 +82,12 @@ class Publisher:
         self,
         producer: Producer,
         *,
-        clock_ms: Callable[[], int] = now_ms,
         composite: Composite | None = None,
         max_queued: int = 500_000,
     ) -> None:
         self.producer = producer
-        self.clock_ms = clock_ms
         self.composite = composite
         self.sender = Sender(producer, max_queued=max_queued)
-        self.stats: dict[str, VendorStats] = {}
         self._vendor_topic = VENDOR_TICKS if composite is not None else TICKS
 
     async def run(self) -> None:
@@ -109,25 +106,6 @@ class Publisher:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-
-    async def publish(self, ticks: Sequence[Tick]) -> None:
-        """Check ``ticks`` one by one (``problem``) and send them, counted per vendor."""
-        good: list[Tick] = []
-        letters: list[DeadLetter] = []
-        now = self.clock_ms()
-        for tick in ticks:
-            stats = self.stats.get(tick.vendor) or self.stats.setdefault(tick.vendor, VendorStats())
-            stats.messages += 1
-            stats.last_message_ms = now
-            why = problem(tick)
-            if why is None:
-                good.append(tick)
-                stats.published += 1
-                continue
-            stats.reject(why)
-            log.warning("rejected tick from %s: %s", tick.vendor, why)
-            letters.append(DeadLetter(why, f"vendor:{tick.vendor}", now, encode_tick(tick)))
-        await self.send(good, letters)
 
     async def send(self, ticks: Sequence[Tick], letters: Sequence[DeadLetter] = ()) -> None:
         """Queue accepted vendor ticks, the composite ticks they make, and dead letters.

@@ -114,7 +114,7 @@ def build(
             priority=composite.priority,
             stale_after_ms=stale,
         )
-    publisher = Publisher(producer, clock_ms=clock_ms, composite=mixer)
+    publisher = Publisher(producer, composite=mixer)
     ingest = Ingest([], [], producer, publisher, status_interval_ms)
     for v in vendors:
         rng = random.Random(f"{v.name}:{v.seed}")

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from ingest.collector import Publisher
-from ingest.validate import problem
+from ingest.collector import Feed, Publisher
+from ingest.validate import Limits, problem
 from stream.bus.memory import MemoryBus
 from stream.contract import DEADLETTER, TICKS, Tick, decode_deadletter, decode_tick, encode_tick
 
@@ -40,10 +40,12 @@ async def test_good_ticks_are_published_keyed_by_symbol_and_bad_ones_dead_letter
     bus = MemoryBus()
     ticks_in = await bus.consumer(TICKS, group="s")
     letters_in = await bus.consumer(DEADLETTER, group="d")
-    publisher = Publisher(await bus.producer(), clock_ms=lambda: 42)
+    publisher = Publisher(await bus.producer())
+    feed = Feed("v", kind="simulator", profile="simulator", parse=None, publisher=publisher,
+                limits=Limits(max_age_ms=None), clock_ms=lambda: 42)  # fmt: skip
     bad = tick(bid=11.0)
     async with publisher.running():
-        await publisher.publish([tick(), bad, tick(price=10.15)])
+        await feed.receive_ticks([tick(), bad, tick(price=10.15)])
     published = await ticks_in.poll(max_records=10, timeout_ms=100)
     assert [decode_tick(r.value).price for r in published] == [10.1, 10.15]
     assert {r.key for r in published} == {b"XAU-USD"}
@@ -53,6 +55,6 @@ async def test_good_ticks_are_published_keyed_by_symbol_and_bad_ones_dead_letter
     assert letter.reason.startswith("crossed quote")
     assert letter.source == "vendor:v"
     assert letter.raw == encode_tick(bad)
-    assert letter.ts_ms == 42
-    stats = publisher.stats["v"]
+    assert letter.ts_ms == bad.recv_ms
+    stats = feed.stats
     assert (stats.messages, stats.published, stats.rejects) == (3, 2, {"crossed quote": 1})

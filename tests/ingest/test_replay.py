@@ -159,9 +159,7 @@ async def test_a_speed_1_replay_whose_batch_takes_ten_minutes_loses_nothing(tmp_
     bus = MemoryBus()
     ticks_in = await bus.consumer(TICKS, group="t")
     publisher = Publisher(
-        await bus.producer(),
-        clock_ms=clock.now_ms,
-        composite=Composite(stale_after_ms={"tape": vendor.stale_after_ms}),
+        await bus.producer(), composite=Composite(stale_after_ms={"tape": vendor.stale_after_ms})
     )
     feed = Feed("tape", kind="replay", profile="jsonl", parse=None, publisher=publisher,
                 limits=limits(vendor, gapless=False), stale_after_ms=vendor.stale_after_ms,
