@@ -20,7 +20,8 @@ import logging
 
 import aiohttp
 
-from ingest.collector import Backoff, Feed
+from ingest.collector import Backoff
+from ingest.feed import Feed
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from ingest.collector import Feed
+from ingest.feed import Feed
 from ingest.vendors.base import ParseFn
 from ingest.vendors.tickfile import csv_header, make_csv_parse, parse_jsonl
 from stream.contract import DeadLetter, Tick

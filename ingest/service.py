@@ -13,10 +13,12 @@ import random
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ingest.collector import Backoff, Feed, Publisher, SimulatorCollector, report_status
+from ingest.collector import Backoff, SimulatorCollector, report_status
 from ingest.composite import Composite
 from ingest.config import CompositeConfig, VendorConfig
+from ingest.feed import Feed
 from ingest.http import PollCollector, StreamCollector
+from ingest.publisher import Publisher
 from ingest.replay import Progress, ReplayCollector
 from ingest.simulator import VENDORS as SIM_VENDORS
 from ingest.simulator import Simulator

@@ -19,7 +19,8 @@ import time
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from ingest.collector import Backoff, Feed
+from ingest.collector import Backoff
+from ingest.feed import Feed
 from ingest.vendors.base import Profile
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-from ingest.collector import Feed
 from ingest.config import CompositeConfig, parse_vendors
+from ingest.feed import Feed
 from ingest.replay import Progress
 from ingest.service import Ingest, build
 from stream.bus.memory import MemoryBus

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from ingest.collector import Feed, Publisher
+from ingest.feed import Feed
+from ingest.publisher import Publisher
 from ingest.validate import Limits, problem
 from stream.bus.memory import MemoryBus
 from stream.contract import DEADLETTER, TICKS, Tick, decode_deadletter, decode_tick, encode_tick

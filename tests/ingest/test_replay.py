@@ -7,9 +7,10 @@ from pathlib import Path
 
 import orjson
 
-from ingest.collector import Feed, Publisher
 from ingest.composite import Composite
 from ingest.config import CompositeConfig, parse_vendors
+from ingest.feed import Feed
+from ingest.publisher import Publisher
 from ingest.replay import ReplayCollector
 from ingest.service import limits
 from stream.bus.memory import MemoryBus
