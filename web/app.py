@@ -96,6 +96,7 @@ def make_app(
     routes.setup(app)
     if render is not None:
         charts.install(app, store=store, config=render)
+        routes.setup_render(app)
     return app
 
 
@@ -120,6 +121,7 @@ def make_render_app(
     middleware.install(app, http or HttpOptions())
     routes.setup_health(app)
     charts.install(app, store=store, config=render)
+    routes.setup_render(app)
     return app
 
 

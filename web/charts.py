@@ -1,8 +1,9 @@
 """``/charts`` and ``/snapshots``: cached chart images, plotly figures and text snapshots.
 
 ``install(app, store=..., config=...)`` puts a ``Renderer`` (its worker pools started and
-stopped with the app) and these routes on any aiohttp app: the all-in-one web app, or a
-render-only app for a separate render role behind the same URL paths.
+stopped with the app) on any aiohttp app: the all-in-one web app, or a render-only app for a
+separate render role behind the same URL paths. ``web.routes.setup_render`` routes the URLs to
+``chart`` and ``snapshot`` (the whole URL map is there; ``web.app`` calls both).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from render.pool import Busy, RenderFailed, RenderTimeout, WorkerDied
 from render.service import NoData, RenderConfig, Rendered, Renderer
 from render.spec import FRESH_MS, Spec, SpecError, parse_chart, parse_snapshot
 from stream.contract import Store
-from web import routes
 from web.api import guard_symbol, json_response
 from web.errors import BadRequest
 from web.keys import RENDERER
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def install(app: web.Application, *, store: Store, config: RenderConfig) -> None:
-    """Add the renderer and the chart and snapshot routes to ``app``."""
+    """Give ``app`` the renderer the chart and snapshot handlers use, started and stopped with it
+    (``web.routes.setup_render`` routes to them)."""
 
     async def renderer_ctx(app: web.Application) -> AsyncIterator[None]:
         renderer = app[RENDERER] = Renderer(store, config=config)
@@ -37,7 +38,6 @@ def install(app: web.Application, *, store: Store, config: RenderConfig) -> None
 
     app[PARSED] = ParsedUrls()
     app.cleanup_ctx.append(renderer_ctx)
-    routes.setup_render(app)
 
 
 async def chart(request: web.Request) -> web.Response:

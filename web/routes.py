@@ -1,4 +1,8 @@
-"""The whole URL map in one place."""
+"""The whole URL map in one place: which handler answers which path, for each kind of app.
+
+Only the app factory (``web.app``) imports this module; the handlers' modules never do, so the
+map depends on the handlers and not the other way round.
+"""
 
 from __future__ import annotations
 
