@@ -3,22 +3,11 @@
 - Topics keep their logical names in the code (``ticks``, ``updates``, ``deadletter``); the bus
   maps them to configured Kafka names, partition counts and retention, and creates the missing
   ones at ``start``. An existing topic is used as it is (a warning names any difference).
-- One idempotent producer per bus, ``acks=all``, that keeps retrying a batch for
-  ``delivery_timeout_ms`` while no broker takes it. Once a delivery has failed for good its
-  sequence numbers are broken, so the bus stops it and starts a fresh one (a new producer id)
-  on the next send, and a caller can send the same records again.
-- ``send_many`` builds one record batch per partition. A keyed record goes to the partition
-  ``partition_map`` pins its key (a symbol) to, modulo the topic's partition count, on every
-  topic; any other key is placed with the Java client's murmur2 hashing. An external producer
-  writing ``ticks`` must place records the same way, pinned symbols included, so that a
-  symbol's ticks land on one partition whichever client wrote them. Change a pinned symbol's
-  partition only with the pipeline drained (ingest stopped, the stream workers caught up):
-  otherwise its ticks sit in two partitions, read in no fixed order. Even drained, a stream
-  worker's stored position for a symbol is an offset in the partition it came from: in the new
-  partition, the symbol's ticks at offsets up to that one are taken for replays and skipped.
-- A group consumer commits only what it was told to (``commit`` after the owner's store write)
-  and runs the owner's ``on_revoke`` before its partitions move, so the next owner starts from
-  flushed state. A group-less consumer reads every partition from the end: fan-out.
+- One idempotent producer client per bus, shared by its ``KafkaProducer``s and replaced after a
+  delivery that failed for good; how records are placed and sent is in ``kafka_producer``.
+- Consumers (``kafka_consumer``): a group consumer commits only what its owner says, after the
+  owner's store write, and runs the owner's ``on_revoke`` before a rebalance moves its
+  partitions; a group-less consumer reads every partition from the end.
 
 Errors from the client are raised as ``BusError`` with the operation named, except while the
 broker is merely unreachable: then sends wait (bounded by ``delivery_timeout_ms``) and polls
@@ -29,23 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    CommitFailedError,
-    IllegalStateError,
-    KafkaError,
-    TopicAlreadyExistsError,
-    for_code,
-)
-from aiokafka.partitioner import murmur2
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from stream.contract import DEADLETTER, TICKS, UPDATES, BusError, Positions, Record, Revoked
+from stream.bus.kafka_consumer import KafkaConsumer
+from stream.bus.kafka_producer import KafkaProducer, Pins
+from stream.contract import DEADLETTER, TICKS, UPDATES, BusError, Revoked
 
 log = logging.getLogger(__name__)
 
@@ -87,279 +70,6 @@ class KafkaOptions:
     fetch_max_bytes: int = 16 * 1024 * 1024
     #: symbol -> partition number (taken modulo the topic's partitions); other keys: murmur2
     partition_map: Mapping[str, int] = field(default_factory=dict)
-
-
-Pins = frozenset[tuple[bytes, int]]  # (key, partition number) pairs: hashable, for the cache
-
-
-@lru_cache(maxsize=65_536)
-def _partition_of(key: bytes, partitions: int, pinned: Pins = frozenset()) -> int:
-    """The partition of a keyed record: its pinned number modulo ``partitions``, else murmur2.
-
-    murmur2 as the Java client's default partitioner places keys. Cached because symbols repeat
-    and murmur2 is Python; a frozenset keeps its hash, so the pins cost the cache nothing.
-    """
-    for pinned_key, number in pinned:
-        if pinned_key == key:
-            return number % partitions
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-Delivery = tuple[AIOKafkaProducer, asyncio.Future[Any]]  # a batch, and who sent it
-
-
-class KafkaProducer:
-    """Sends return once the client holds the records; ``flush`` once the broker has them all.
-
-    Every wrapper sends through the bus's current client. The client retries a batch for
-    ``delivery_timeout_ms``; a delivery that still fails is raised by the next ``flush``, so a
-    caller that commits after flushing never commits past a lost record, and the bus replaces
-    the client that failed before the next send.
-    """
-
-    def __init__(self, bus: KafkaBus) -> None:
-        self._bus = bus
-        self._partitions: dict[str, int] = {}
-        self._deliveries: list[Delivery] = []
-        self._prune_at = 4_096
-
-    async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
-        name = self._bus.name(topic)
-        producer = await self._bus.client()
-        part = None
-        if key is not None:
-            part = _partition_of(key, await self._partitions_of(producer, name), self._bus.pinned)
-        try:
-            self._track(producer, await producer.send(name, value, key=key, partition=part))
-        except KafkaError as exc:
-            raise BusError(f"send to {name}: {exc!r}") from exc
-
-    def _track(self, producer: AIOKafkaProducer, delivery: asyncio.Future[Any]) -> None:
-        deliveries = self._deliveries
-        deliveries.append((producer, delivery))
-        if len(deliveries) >= self._prune_at:  # keep the list short between flushes
-            failed = [d for d in deliveries if d[1].done() and d[1].exception() is not None]
-            self._deliveries = failed + [d for d in deliveries if not d[1].done()]
-            self._prune_at = max(4_096, 2 * len(self._deliveries))
-
-    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
-        if not items:
-            return
-        name = self._bus.name(topic)
-        producer = await self._bus.client()
-        partitions = await self._partitions_of(producer, name)
-        pinned = self._bus.pinned
-        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
-        spread = 0
-        for key, value in items:
-            if key is None:
-                part, spread = spread % partitions, spread + 1
-            else:
-                part = _partition_of(key, partitions, pinned)
-            group = by_partition.get(part)
-            if group is None:
-                by_partition[part] = [(key, value)]
-            else:
-                group.append((key, value))
-        try:
-            for part, group in by_partition.items():
-                await self._send_partition(producer, name, part, group)
-        except KafkaError as exc:
-            raise BusError(f"send {len(items)} records to {name}: {exc!r}") from exc
-
-    async def _send_partition(
-        self,
-        producer: AIOKafkaProducer,
-        name: str,
-        partition: int,
-        items: list[tuple[bytes | None, bytes]],
-    ) -> None:
-        batch = producer.create_batch()
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                self._track(producer, await producer.send_batch(batch, name, partition=partition))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise BusError(f"a record of {len(value)} bytes does not fit a batch of {name}")
-        if batch.record_count():
-            self._track(producer, await producer.send_batch(batch, name, partition=partition))
-
-    async def _partitions_of(self, producer: AIOKafkaProducer, name: str) -> int:
-        partitions = self._partitions.get(name)
-        if partitions is None:
-            try:
-                found = await producer.partitions_for(name)
-            except KafkaError as exc:
-                raise BusError(f"partitions of {name}: {exc!r}") from exc
-            partitions = self._partitions[name] = len(found)
-        return partitions
-
-    async def flush(self) -> None:
-        deliveries, self._deliveries = self._deliveries, []
-        self._prune_at = 4_096
-        producer = self._bus.current_client()
-        if producer is not None:
-            try:
-                await producer.flush()
-            except KafkaError as exc:
-                raise BusError(f"flush: {exc!r}") from exc
-        outcomes = await asyncio.gather(*(d for _, d in deliveries), return_exceptions=True)
-        failed = [(p, o) for (p, _), o in zip(deliveries, outcomes, strict=True)
-                  if isinstance(o, BaseException)]  # fmt: skip
-        if failed:
-            self._bus.delivery_failed({p for p, _ in failed})
-            first = failed[0][1]
-            raise BusError(
-                f"{len(failed)} of {len(outcomes)} batches were not delivered: {first!r}"
-            ) from first
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: KafkaConsumer, on_revoke: Revoked | None) -> None:
-        self._consumer = consumer
-        self._on_revoke = on_revoke
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        parts = frozenset(tp.partition for tp in revoked)
-        if not parts:
-            return
-        log.info("partitions %s of %s revoked", sorted(parts), self._consumer.topic)
-        try:
-            if self._on_revoke is not None:
-                await self._on_revoke(parts)
-        finally:
-            self._consumer.forget(parts)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        parts = sorted(tp.partition for tp in assigned)
-        log.info("partitions %s of %s assigned", parts, self._consumer.topic)
-
-
-class KafkaConsumer:
-    def __init__(self, topic: str, name: str, consumer: AIOKafkaConsumer, group: str | None):
-        self.topic = topic
-        self.name = name
-        self.durable = group is not None
-        self._consumer = consumer
-        self._group = group
-        self._next: dict[TopicPartition, int] = {}  # the next offset after what poll returned
-        # Where the client started reading partitions that poll has returned nothing from yet.
-        self._start: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-        self._closed = False
-
-    async def poll(self, *, max_records: int, timeout_ms: int) -> list[Record]:
-        if not self._consumer.assignment():
-            # In a rebalance the client's getmany waits for the new assignment, however long
-            # that takes; keep the caller's timeout instead.
-            await asyncio.sleep(timeout_ms / 1000)
-            return []
-        try:
-            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        except KafkaError as exc:
-            raise BusError(f"poll {self.name}: {exc!r}") from exc
-        out: list[Record] = []
-        topic = self.topic
-        for tp, messages in batches.items():
-            if not messages:
-                continue
-            part = tp.partition
-            out.extend(Record(topic, part, m.offset, m.key, m.value) for m in messages)
-            self._next[tp] = messages[-1].offset + 1
-        await self._note_starts()
-        return out
-
-    async def _note_starts(self) -> None:
-        """Remember where the client reads partitions that poll has returned nothing from."""
-        client = self._consumer
-        for tp in client.assignment():
-            if tp in self._next or tp in self._start or client.highwater(tp) is None:
-                continue
-            # A fetch response came for it, so the client has a valid position: no wait here,
-            # but a reset between then and now would make ``position`` wait for the next one.
-            try:
-                async with asyncio.timeout(0.1):
-                    self._start[tp] = await client.position(tp)
-            except (TimeoutError, IllegalStateError):
-                continue  # the next poll tries again
-
-    def end(self, partition: int) -> int | None:
-        """The high-water mark the client learnt from its last fetch of ``partition``."""
-        end: int | None = self._consumer.highwater(TopicPartition(self.name, partition))
-        return end
-
-    def lag(self) -> int | None:
-        """The sum over the held partitions of (high-water mark - next offset to read).
-
-        The high-water mark is the one the client learnt from its last fetch response for the
-        partition (``AIOKafkaConsumer.highwater``). The client holds None there until its first
-        fetch response for the partition after an assignment (checked with aiokafka 0.14: right
-        after ``start`` every held partition's mark is None; the background fetcher fills them
-        in within milliseconds, without a ``poll``). ``lag`` is None until then and until the
-        first ``poll`` after it (which notes where reading starts), and with no partitions held
-        (before joining the group, during a rebalance, or a member with nothing to read). The
-        client fetches ahead of ``poll``, so the mark is fresh while the consumer keeps up;
-        while its prefetch buffer for a partition is full it stops fetching there, and the lag
-        shown may then trail the real one by what arrived since the last fetch.
-        """
-        client = self._consumer
-        held = client.assignment()
-        if not held:
-            return None
-        total = 0
-        for tp in held:
-            end = client.highwater(tp)
-            at = self._next.get(tp, self._start.get(tp))
-            if end is None or at is None:
-                return None
-            total += max(0, end - at)
-        return total
-
-    async def commit(self, positions: Positions | None = None) -> None:
-        if self._group is None:
-            return
-        if positions is None:
-            wanted = dict(self._next)
-        else:
-            wanted = {TopicPartition(self.name, p): o for p, o in positions.items()}
-        held = self._consumer.assignment()
-        # A partition the group took away without a revoke (the listener failed, or the member
-        # was dropped) is forgotten here: committing it would fail the whole commit.
-        lost = frozenset(tp.partition for tp in self._next if tp not in held)
-        if lost:
-            self.forget(lost)
-        offsets = {tp: o for tp, o in wanted.items()
-                   if tp in self._next and self._committed.get(tp, -1) < o}  # fmt: skip
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-            self._committed.update(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved these partitions on; their next owner replays from the last commit
-            # and recognises what this worker already stored by the positions in its states.
-            log.warning("commit of %s skipped after a rebalance: %s", self.name, exc)
-        except KafkaError as exc:
-            raise BusError(f"commit {self.name}: {exc!r}") from exc
-
-    def seek(self, positions: Positions) -> None:
-        held = self._consumer.assignment()
-        for part, offset in positions.items():
-            tp = TopicPartition(self.name, part)
-            if tp in held:
-                self._consumer.seek(tp, offset)
-                self._next[tp] = offset
-
-    def forget(self, partitions: frozenset[int]) -> None:
-        self._next = {tp: o for tp, o in self._next.items() if tp.partition not in partitions}
-        self._start = {tp: o for tp, o in self._start.items() if tp.partition not in partitions}
-        self._committed = {tp: o for tp, o in self._committed.items() if tp in self._next}
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._consumer.stop()
 
 
 class KafkaBus:
@@ -516,7 +226,7 @@ class KafkaBus:
             heartbeat_interval_ms=max(opts.session_timeout_ms // 4, 100),
         )
         wrapper = KafkaConsumer(topic, name, client, group)
-        client.subscribe([name], listener=_Listener(wrapper, on_revoke))
+        wrapper.subscribe(on_revoke)
         try:
             await client.start()
         except KafkaError as exc:

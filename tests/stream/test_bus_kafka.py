@@ -13,7 +13,8 @@ import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.bus.kafka import KafkaBus, KafkaOptions, _partition_of
+from stream.bus.kafka import KafkaBus, KafkaOptions
+from stream.bus.kafka_producer import partition_of
 from stream.contract import BusError, Record, Tick, decode_tick, encode_tick
 from tests.services.kafka import FAST_GROUPS, KafkaBroker
 from tests.stream.test_bus_contract import eventually, kafka_options, read_until, ready
@@ -103,7 +104,7 @@ PINS = frozenset((s.encode(), p) for s, p in METALS.items())
 def test_a_pinned_symbol_goes_to_its_partition_and_any_other_key_where_murmur2_puts_it(
     key: bytes, partitions: int, pinned: frozenset[tuple[bytes, int]], expected: int
 ) -> None:
-    assert _partition_of(key, partitions, pinned) == expected
+    assert partition_of(key, partitions, pinned) == expected
 
 
 async def test_two_members_of_a_group_each_own_two_of_the_four_pinned_metals(
