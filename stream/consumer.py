@@ -7,12 +7,11 @@ One loop, in this order for every batch polled from ``ticks``:
 3. fold the ticks into the windows (late or future ticks are dead-lettered);
 4. number the changed channels and publish one update per symbol on ``updates`` at once, so
    live clients see a tick within milliseconds;
-5. write-behind: the changed candles and symbol states are kept (conflated) and written to the
-   store every ``flush_interval_ms``, in the background while the next batches are processed;
-   only after that write are the bus positions of the written batches committed. One write at
-   a time, in order. While the store is unavailable the write is retried with backoff and
-   nothing is committed; live updates go on, and past ``max_pending`` changed candles the
-   worker waits for the store before it reads on.
+5. write-behind (``stream.writebehind``): the changed candles and symbol states are kept
+   (conflated) and written to the store every ``flush_interval_ms``, in the background while
+   the next batches are processed; only after that write are the bus positions of the written
+   batches committed. While the store is unavailable live updates go on, and past
+   ``MAX_PENDING`` changed candles the worker waits for the store before it reads on.
 
 Workers of one group share the ``ticks`` partitions. Before a rebalance takes partitions away,
 the worker flushes and commits, then forgets the windows of the symbols it read from them; the
@@ -33,24 +32,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
 
 from stream.contract import (
     DEADLETTER,
     TICKS,
     UPDATES,
     Bus,
-    Candle,
     Consumer,
     DeadLetter,
     DecodeError,
-    Positions,
     Producer,
     Record,
     Store,
-    StoreUnavailable,
     SymbolState,
     Tick,
     decode_tick,
@@ -59,14 +54,12 @@ from stream.contract import (
     encode_update_raw,
     now_ms,
 )
-from stream.retry import while_unavailable
 from stream.stats import WorkerStats
 from stream.windows import Outcome, Windows
+from stream.writebehind import WriteBehind
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-MAX_PENDING = 100_000  # changed candles held while a write is in progress, before waiting
 #: most ticks in one update record (about 150 bytes each): records stay far below the broker's
 #: 1 MB message limit however large the batch
 UPDATE_TICKS = 1_000
@@ -97,19 +90,13 @@ class StreamWorker:
         self.flush_interval_ms = flush_interval_ms
         self.clock_ms = clock_ms
         self.stats = WorkerStats()
+        self.writer = WriteBehind(store=store, producer=producer, consumer=consumer,
+                                  stats=self.stats)  # fmt: skip
         self._seqs: dict[str, dict[str, int]] = {}
-        self._pending_candles: dict[tuple[str, str, int], Candle] = {}
-        self._pending_states: dict[str, SymbolState] = {}
-        self._uncommitted = False
-        self._records_pending = 0  # records processed since the last flush started
-        self._records_writing = 0  # the records of the write in the background
-        # The store write in the background, and the event it sets once the write is stored.
-        self._writing: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one of: processing a batch, a flush, a revocation
         self._processed: dict[int, int] = {}  # partition -> offset after the last one processed
         self._partition: dict[str, int] = {}  # symbol -> the bus partition its ticks come from
-        self._store_down: str | None = None  # why the store failed, while it is retried
 
     @classmethod
     async def open(
@@ -142,7 +129,7 @@ class StreamWorker:
 
     def not_ready(self) -> str | None:
         """Why the worker cannot make progress now (for readiness checks), or None."""
-        return self._store_down
+        return self.writer.not_ready()
 
     def stop(self) -> None:
         """Ask ``run`` to finish: it drains what it polled, flushes, commits and returns."""
@@ -178,11 +165,7 @@ class StreamWorker:
                 if stopping and (self.consumer.durable or not records):
                     break
         except BaseException:
-            if self._writing is not None:  # a crash: what is not committed will be replayed
-                task, _ = self._writing
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                self._writing = None
+            await self.writer.cancel()  # a crash: what is not committed will be replayed
             raise
         await self.flush()
 
@@ -209,13 +192,8 @@ class StreamWorker:
                 for symbol in gone:
                     self.windows.forget(symbol)
                     self._seqs.pop(symbol, None)
-                    self._pending_states.pop(symbol, None)
                     del self._partition[symbol]
-                if gone:
-                    left = set(gone)
-                    self._pending_candles = {
-                        k: c for k, c in self._pending_candles.items() if k[0] not in left
-                    }
+                self.writer.forget(gone)
                 self.stats.revocations += 1
             log.info("handed over %d symbols of partitions %s", len(gone), sorted(partitions))
 
@@ -223,7 +201,6 @@ class StreamWorker:
         """Fold one polled batch into the windows and publish its updates."""
         self.stats.batches += 1
         self.stats.ticks_in += len(records)
-        self._records_pending += len(records)
         durable = self.consumer.durable
         letters: list[tuple[int, DeadLetter]] = []  # (offset, letter): kept in bus order
         ticks: list[Tick] = []
@@ -261,6 +238,7 @@ class StreamWorker:
         changes = self.windows.take()
 
         updates: list[tuple[bytes | None, bytes]] = []
+        keep = self.writer.keep
         for symbol, change in changes.items():
             seqs = self._seqs.setdefault(symbol, {})
             mine = accepted.get(symbol, [])
@@ -269,16 +247,14 @@ class StreamWorker:
             if mine:
                 seqs["ticks"] = first + len(mine) - 1
             candle_pairs = []
-            pending = self._pending_candles
             for candle in change.candles:
                 seqs[candle.res] = seq = seqs.get(candle.res, 0) + 1
                 candle_pairs.append((seq, candle))
-                pending[(symbol, candle.res, candle.start_ms)] = candle
             state = change.state
-            self._pending_states[symbol] = SymbolState(
+            keep(change.candles, SymbolState(
                 symbol, state.latest, state.watermark_ms, state.pos, dict(seqs), state.open,
                 self._partition.get(symbol, -1) if durable else -1,
-            )  # fmt: skip
+            ))  # fmt: skip
             # One record per symbol, split past UPDATE_TICKS ticks: a batch read from a backlog
             # (after an outage, a restart) can hold thousands of one symbol's ticks, and one
             # record of them all outgrew what the broker takes (MessageSizeTooLarge).
@@ -297,7 +273,7 @@ class StreamWorker:
             letters.sort(key=lambda pair: pair[0])
             dead = [(None, encode_deadletter(letter)) for _, letter in letters]
             await self.producer.send_many(DEADLETTER, dead)
-        self._uncommitted = True
+        self.writer.processed(len(records))
 
     async def flush(self) -> None:
         """Write the pending candles and states, then commit the bus positions; wait for it."""
@@ -305,92 +281,21 @@ class StreamWorker:
             await self._flush(wait=True)
 
     async def _flush(self, *, wait: bool, handover: bool = False) -> None:
-        """Start writing what is pending (``wait``: and finish it), after the previous write.
+        """``WriteBehind.flush`` with the positions processed so far.
 
-        Called with the lock held, between batches, so the positions taken here are exactly
-        those of the records whose changes are in this write. In a ``handover`` (partitions
-        being revoked) the previous write's commit is abandoned once its data is stored: the
-        bus holds commits back until the rebalance, which is waiting for this call, is over.
-        This call commits the same positions and later ones itself.
+        Called with the lock held, between batches, so the positions are exactly those of the
+        records whose changes are pending.
         """
-        if self._writing is not None:
-            task, stored = self._writing
-            busy = not task.done()
-            if busy and not wait and len(self._pending_candles) < MAX_PENDING:
-                return  # still writing the previous batch: these changes go in the next one
-            self._writing = None
-            if busy and handover:
-                waiter = asyncio.ensure_future(stored.wait())
-                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if not task.done():
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-                    self._records_pending += self._records_writing  # committed below instead
-            if task.done() and not task.cancelled():
-                task.result()  # raises what made it fail
-            elif not handover:
-                await task
-        if not (self._pending_candles or self._pending_states or self._uncommitted):
-            return
-        candles = sorted(self._pending_candles.values(), key=_candle_key)
-        states = sorted(self._pending_states.values(), key=lambda s: s.symbol)
-        positions = dict(self._processed)
-        records, self._records_pending = self._records_pending, 0
-        self._pending_candles, self._pending_states = {}, {}
-        self._uncommitted = False
-        stored = asyncio.Event()
-        job = self._write_and_commit(candles, states, positions, stored, records)
-        if wait:
-            try:
-                await job
-            except BaseException:
-                # Not written, or not committed: keep it for the next write, so a worker that
-                # goes on never commits past changes it did not store.
-                for c in candles:
-                    self._pending_candles.setdefault(_candle_key(c), c)
-                for st in states:
-                    self._pending_states.setdefault(st.symbol, st)
-                self._records_pending += records
-                self._uncommitted = True
-                raise
-        else:
-            self._records_writing = records
-            self._writing = (asyncio.create_task(job, name="store-write"), stored)
-
-    async def _write_and_commit(
-        self,
-        candles: list[Candle],
-        states: list[SymbolState],
-        positions: Positions,
-        stored: asyncio.Event,
-        records: int,
-    ) -> None:
-        if candles or states:
-            started = time.perf_counter()
-            await self._retrying("write", lambda: self.store.write(candles, states))
-            self.stats.observe_store_write((time.perf_counter() - started) * 1000)
-        await self.producer.flush()  # the updates and dead letters of these records are out
-        stored.set()
-        await self.consumer.commit(positions)
-        self.stats.ticks_committed += records
-
-    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await while_unavailable(what, call, on_failure=self._store_failed)
-
-    def _store_failed(self, exc: StoreUnavailable | None) -> None:
-        if exc is None:
-            self._store_down = None
-            return
-        self._store_down = f"store unavailable: {exc}"
-        self.stats.store_retries += 1
+        await self.writer.flush(self._processed, wait=wait, handover=handover)
 
     async def _restore(self, symbols: dict[str, int]) -> None:
         for symbol, partition in symbols.items():
             if symbol in self.windows:
                 continue
             self._partition[symbol] = partition
-            state = await self._retrying(f"read of {symbol}", partial(self.store.state, symbol))
+            state = await self.writer.retrying(
+                f"read of {symbol}", partial(self.store.state, symbol)
+            )
             if state is not None and not self.consumer.durable:
                 state = SymbolState(
                     symbol, state.latest, state.watermark_ms, -1, state.seqs, state.open
@@ -449,7 +354,3 @@ def _first_offsets(records: list[Record]) -> dict[int, int]:
         if rec.offset < first.get(rec.partition, rec.offset + 1):
             first[rec.partition] = rec.offset
     return first
-
-
-def _candle_key(c: Candle) -> tuple[str, str, int]:
-    return (c.symbol, c.res, c.start_ms)
