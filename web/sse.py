@@ -47,7 +47,8 @@ class SseClient(Client):
         self.order: list[str] = []  # the requested channels, for the event id
 
     def event_id(self) -> str:
-        return ",".join(f"{c}={self.sent_seq[c]}" for c in self.order if c in self.sent_seq)
+        sent = self.box.sent_seq
+        return ",".join(f"{c}={sent[c]}" for c in self.order if c in sent)
 
     async def _write(self, text: str, channel: str) -> None:
         event_id = self.event_id() if channel else ""

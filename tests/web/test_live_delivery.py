@@ -139,12 +139,12 @@ async def test_a_client_that_stops_reading_stays_bounded_and_does_not_slow_a_fas
                 assert "conflated" not in msg
                 got.append(msg["seq"])
         assert got == list(range(11, 11 + total))  # every update, none conflated
-        assert fast_client.conflated == 0
+        assert fast_client.box.conflated == 0
         limit = server.hub.config.send_buffer_bytes
-        assert 0 < slow_side.peak_bytes <= limit  # server memory for it stayed bounded
-        assert slow_side.conflated > total // 2  # most of its updates were replaced, not queued
-        assert len(slow_side.outbox) <= server.hub.config.send_buffer_messages + 1
-        assert server.app[LIVE].conflated == slow_side.conflated  # as /metrics reports it
+        assert 0 < slow_side.box.peak_bytes <= limit  # server memory for it stayed bounded
+        assert slow_side.box.conflated > total // 2  # most of its updates were replaced, not queued
+        assert len(slow_side.box.queue) <= server.hub.config.send_buffer_messages + 1
+        assert server.app[LIVE].conflated == slow_side.box.conflated  # as /metrics reports it
         assert slow_side.closing is None
     # The slow client catches up with the newest value, marked as conflated.
     last = None
@@ -174,8 +174,8 @@ async def test_a_client_past_the_byte_limit_is_closed_with_4008(tmp_path: Path) 
                 break
         assert client.closing is not None
         assert "too slow" in client.closing
-        assert client.peak_bytes <= config.send_buffer_bytes + 500
-        assert client.buffered_bytes == 0  # freed at once
+        assert client.box.peak_bytes <= config.send_buffer_bytes + 500
+        assert client.box.bytes == 0  # freed at once
         assert s.app[LIVE].slow_closed == 1
         assert s.app[LIVE].dropped > 0  # the updates that were waiting, never sent
         await s.until(lambda: not s.hub.clients)

@@ -72,13 +72,13 @@ async def test_a_client_that_reads_nothing_is_dropped_and_its_buffered_updates_f
         # Until the server holds more for it than the peer's side can still take in (its
         # receive buffer, which the kernel grows, and its reader's): then some is never sent.
         for _ in range(200):
-            if transport.get_write_buffer_size() + client.buffered_bytes > 2_000_000:
+            if transport.get_write_buffer_size() + client.box.bytes > 2_000_000:
                 break
             await s.ticks(range(seq, seq + 50), pad=16_000)
             seq += 50
             await s.seq_reached(CH, seq - 1)
         assert transport.get_write_buffer_size() > 0
-        assert client.buffered_bytes > 0
+        assert client.box.bytes > 0
         assert s.hub.clients == {client}, "dropped before its buffer filled: raise heartbeat_ms"
 
         await s.until(lambda: not s.hub.clients)  # no pong: dropped
