@@ -9,55 +9,37 @@ Collections, created with their indexes by ``open``:
 - ``states``: one document per symbol, what its stream worker needs to restart (see
   ``SymbolState``), written after the candles of the same batch.
 - ``quotes``: the latest tick per symbol, for readers that want just the price.
-- ``deadletters``: rejected input with reason and raw bytes, newest ``max_deadletters`` kept.
-  Each document's ``_id`` and ``key`` are the letter's key: the one the archive gives (its bus
-  position; inserted only if absent, so a replayed letter is stored once), or a fresh id for a
-  letter without one.
-  Newest first is ``(ts_ms, key)`` descending (index ``newest_first``): ``key`` rather than
-  ``_id``, which is an ObjectId in letters stored before keys, and ObjectIds and strings do not
-  compare. ``open`` gives such older letters their ``key`` (their ``_id`` as text).
+- ``deadletters``: rejected input with reason and raw bytes, newest ``max_deadletters`` kept,
+  keyed so that a replayed letter is stored once (``mongo_letters``).
 - ``ticks`` (only with ``tick_archive_ms``): the raw tick archive, one document per tick keyed
   by ``tick_key``, each removed by a TTL index ``tick_archive_ms`` after its time.
 
 Writes are ordered bulk replaces by key: idempotent, so replaying a batch changes nothing.
 Reads use the configured read preference (``secondaryPreferred`` sends them to secondaries).
-Every call is bounded by ``timeout_ms`` (the socket timeout and an overall deadline per call):
-a server that cannot be reached, or that stops answering, raises ``StoreUnavailable`` so the
-caller retries; anything else raises ``StoreError``.
+Every call is bounded by ``timeout_ms`` (``mongo_calls``): a server that cannot be reached, or
+that stops answering, raises ``StoreUnavailable`` so the caller retries; anything else raises
+``StoreError``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import TypeVar
 
 import msgspec
-from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.read_preferences import ReadPreference, _ServerMode
 
-from stream.contract import (
-    Candle,
-    DeadLetter,
-    DecodeError,
-    StoreError,
-    StoreUnavailable,
-    SymbolState,
-    Tick,
-    tick_key,
-)
+from stream.contract import Candle, DeadLetter, StoreError, SymbolState, Tick, tick_key
 from stream.store import DEFAULT_RETENTION_MS
+from stream.store.mongo_calls import Doc, at, bounded
+from stream.store.mongo_letters import MongoLetters
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Doc = dict[str, Any]
 
 READ_PREFERENCES: dict[str, _ServerMode] = {
     "primary": ReadPreference.PRIMARY,
@@ -69,34 +51,6 @@ READ_PREFERENCES: dict[str, _ServerMode] = {
 
 _CANDLE_FIELDS = Candle.__struct_fields__
 _NOT_ID = {"_id": False, "expire_at": False}
-_NEWEST_FIRST = [("ts_ms", DESCENDING), ("key", DESCENDING)]
-_OLDEST_FIRST = [("ts_ms", ASCENDING), ("key", ASCENDING)]
-#: Letters stored before keys are given theirs this many per call.
-_KEYING_BATCH = 1_000
-
-
-#: A page cursor: the ``(ts_ms, key)`` of the last letter of the page before.
-_Cursor = tuple[Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)], str]
-_cursor_dec = msgspec.json.Decoder(_Cursor)
-_CURSOR_CHARS = 200
-
-
-def _encode_cursor(ts_ms: int, key: str) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode((ts_ms, key))).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[int, str]:
-    try:
-        if len(text) > _CURSOR_CHARS:
-            raise ValueError(f"longer than {_CURSOR_CHARS} characters")
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-        return _cursor_dec.decode(raw)
-    except ValueError as exc:  # binascii.Error and msgspec's errors are ValueErrors
-        raise DecodeError(f"not a dead-letter cursor of this store: {text[:40]!r}") from exc
-
-
-def _at(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
 class MongoStore:
@@ -132,8 +86,13 @@ class MongoStore:
         self._candles_read = self._candles.with_options(read_preference=reads)
         self._states: AsyncCollection[Doc] = db.get_collection("states")
         self._quotes: AsyncCollection[Doc] = db.get_collection("quotes")
-        self._letters: AsyncCollection[Doc] = db.get_collection("deadletters")
-        self._letters_read = self._letters.with_options(read_preference=reads)
+        letters: AsyncCollection[Doc] = db.get_collection("deadletters")
+        self._letters = MongoLetters(
+            letters,
+            letters.with_options(read_preference=reads),
+            max_deadletters=max_deadletters,
+            timeout_ms=timeout_ms,
+        )
         self._ticks: AsyncCollection[Doc] = db.get_collection("ticks")
         self._ticks_read = self._ticks.with_options(read_preference=reads)
 
@@ -168,7 +127,7 @@ class MongoStore:
         )
         try:
             await store._run("index creation", store._create_indexes)
-            await store._key_old_letters()
+            await store._letters.key_old()
         except BaseException:
             await client.close()
             raise
@@ -181,55 +140,14 @@ class MongoStore:
             name="candle_key",
         )
         await self._candles.create_index("expire_at", expireAfterSeconds=0, name="retention")
-        await self._letters.create_index(_NEWEST_FIRST, name="newest_first")
+        await self._letters.create_indexes()
         if self.tick_archive_ms is not None:
             await self._ticks.create_index([("symbol", ASCENDING), ("ts_ms", ASCENDING)],
                                            name="by_time")  # fmt: skip
             await self._ticks.create_index("expire_at", expireAfterSeconds=0, name="retention")
 
-    async def _key_old_letters(self) -> None:
-        """Give the letters stored before keys their ``key``: their ``_id`` as text.
-
-        A batch per call (each bounded by ``timeout_ms``); any number of processes may do it at
-        once, as they set the same values.
-        """
-        missing = {"key": {"$exists": False}}
-
-        async def count() -> int:
-            return await self._letters.count_documents(missing)
-
-        async def key_some() -> int:
-            docs = await self._letters.find(missing, {"_id": True}).limit(_KEYING_BATCH).to_list()
-            ops = [UpdateOne({"_id": d["_id"]}, {"$set": {"key": str(d["_id"])}}) for d in docs]
-            if ops:
-                await self._letters.bulk_write(ops, ordered=False)
-            return len(ops)
-
-        left = await self._run("count of dead letters without a key", count)
-        if left:
-            log.info("giving %d dead letters stored before keys their key", left)
-        for _ in range(-(-left // _KEYING_BATCH)):  # no more rounds than there were letters
-            if not await self._run("keying of dead letters stored before keys", key_some):
-                break
-
     async def _run(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()`` within ``timeout_ms`` overall; unreachable or silent: ``StoreUnavailable``."""
-        deadline = asyncio.timeout(self.timeout_ms / 1000)
-        try:
-            async with deadline:
-                return await call()
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise
-            raise StoreUnavailable(
-                f"mongodb {what}: no answer within {self.timeout_ms} ms"
-            ) from exc
-        except PyMongoError as exc:
-            if isinstance(exc, ConnectionFailure) or exc.timeout:
-                raise StoreUnavailable(
-                    f"mongodb {what} (timeout {self.timeout_ms} ms): {exc}"
-                ) from exc
-            raise StoreError(f"mongodb {what}: {exc}") from exc
+        return await bounded(what, call, timeout_ms=self.timeout_ms)
 
     def _candle_doc(self, c: Candle) -> Doc:
         doc: Doc = {
@@ -240,7 +158,7 @@ class MongoStore:
         }  # fmt: skip
         keep_ms = self.retention_ms.get(c.res)
         if c.closed and keep_ms is not None:
-            doc["expire_at"] = _at(c.end_ms + keep_ms)
+            doc["expire_at"] = at(c.end_ms + keep_ms)
         return doc
 
     async def write(self, candles: Sequence[Candle], states: Sequence[SymbolState]) -> None:
@@ -255,7 +173,7 @@ class MongoStore:
             if s.latest is not None:
                 quote = doc["latest"]
                 quote["_id"] = s.symbol
-                quote["updated_at"] = _at(s.latest.recv_ms)
+                quote["updated_at"] = at(s.latest.recv_ms)
                 quote_ops.append(ReplaceOne({"_id": s.symbol}, quote, upsert=True))
 
         async def write() -> None:
@@ -314,7 +232,7 @@ class MongoStore:
         for t in ticks:
             doc = msgspec.to_builtins(t)
             doc["_id"] = tick_key(t)
-            doc["expire_at"] = _at(t.ts_ms + keep_ms)
+            doc["expire_at"] = at(t.ts_ms + keep_ms)
             ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
         if not ops:
             return
@@ -355,34 +273,10 @@ class MongoStore:
     async def add_deadletters(
         self, letters: Sequence[DeadLetter], *, keys: Sequence[str | None] | None = None
     ) -> None:
-        if keys is None:
-            keys = [None] * len(letters)
-        elif len(keys) != len(letters):
-            raise ValueError(f"{len(keys)} keys for {len(letters)} dead letters")
-        if not letters:
-            return
-        ops: list[InsertOne[Doc] | UpdateOne] = []
-        for d, key in zip(letters, keys, strict=True):
-            doc = {"reason": d.reason, "source": d.source, "ts_ms": d.ts_ms, "raw": d.raw}
-            if key is None:
-                ident = str(ObjectId())
-                ops.append(InsertOne({"_id": ident, "key": ident, **doc}))
-            else:  # stored once: a letter already there is left as it is
-                doc["key"] = key
-                ops.append(UpdateOne({"_id": key}, {"$setOnInsert": doc}, upsert=True))
-
-        async def write() -> None:
-            await self._letters.bulk_write(ops, ordered=True)
-            excess = await self._letters.count_documents({}) - self.max_deadletters
-            if excess > 0:
-                oldest = self._letters.find({}, {"_id": True}).sort(_OLDEST_FIRST)
-                ids = [d["_id"] for d in await oldest.limit(excess).to_list()]
-                await self._letters.delete_many({"_id": {"$in": ids}})
-
-        await self._run(f"write of {len(ops)} dead letters", write)
+        await self._letters.add(letters, keys=keys)
 
     async def deadletters(self, *, limit: int = 100) -> list[DeadLetter]:
-        letters, _ = await self.deadletter_page(limit=limit)
+        letters, _ = await self._letters.page(limit=limit)
         return letters
 
     async def deadletter_page(
@@ -393,34 +287,7 @@ class MongoStore:
         source: str | None = None,
         reason: str | None = None,
     ) -> tuple[list[DeadLetter], str | None]:
-        if limit < 1:
-            raise ValueError(f"limit {limit}: must be >= 1")
-        where: list[Doc] = []
-        if before is not None:
-            ts_ms, key = _decode_cursor(before)
-            where.append(
-                {"$or": [{"ts_ms": {"$lt": ts_ms}}, {"ts_ms": ts_ms, "key": {"$lt": key}}]}
-            )
-        if source is not None:
-            where.append({"source": source})
-        if reason is not None:  # the kind alone, or the kind and ':' (';' is the next character)
-            kind: Doc = {"$gte": reason + ":", "$lt": reason + ";"}
-            where.append({"$or": [{"reason": reason}, {"reason": kind}]})
-        query: Doc = {"$and": where} if where else {}
-
-        async def read() -> list[Doc]:
-            cursor = self._letters_read.find(query).sort(_NEWEST_FIRST)
-            return await cursor.limit(limit + 1).to_list()  # one more: is there a next page?
-
-        docs = await self._run("read of dead letters", read)
-        letters = [
-            DeadLetter(d["reason"], d["source"], int(d["ts_ms"]), bytes(d["raw"]))
-            for d in docs[:limit]
-        ]  # fmt: skip (bson's Int64 for large numbers: an int)
-        if len(docs) <= limit:
-            return letters, None
-        last = docs[limit - 1]  # a letter an older version stored has no key until an open
-        return letters, _encode_cursor(int(last["ts_ms"]), last.get("key", str(last["_id"])))
+        return await self._letters.page(limit=limit, before=before, source=source, reason=reason)
 
     async def purge(self, now_ms: int) -> int:
         """Delete what is past its ``expire_at`` now; MongoDB's TTL monitor does the same, later.
@@ -429,7 +296,7 @@ class MongoStore:
         """
 
         async def purge() -> int:
-            expired = {"expire_at": {"$lt": _at(now_ms)}}
+            expired = {"expire_at": {"$lt": at(now_ms)}}
             result = await self._candles.delete_many(expired)
             removed = int(result.deleted_count)
             if self.tick_archive_ms is not None:
