@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Channel:
+    """One channel on this node: its last number, newest value(s), subscribers and history."""
+
     seq: int = 0
     tick: Tick | None = None
     candles: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
