@@ -1,3 +1,5 @@
+"""``python -m pricestream``: the same command line as ``pricestream``."""
+
 from pricestream.cli import main
 
 raise SystemExit(main())

@@ -1,5 +1,8 @@
-"""The app factory: resources on typed keys, background tasks owned by ``cleanup_ctx``; and the
-listening site that serves it with limits on each connection (``make_runner``, ``GuardedSite``).
+"""The app factory, and the listening site that serves its app with limits on each connection.
+
+``make_app``, ``make_render_app`` and ``make_health_app`` put resources on typed keys, give every
+background task to ``cleanup_ctx`` and route through ``web.routes`` (the only module that
+imports it). ``make_runner`` and ``GuardedSite`` listen with ``ServerLimits`` on each connection.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Contract values: ``Tick`` and ``Candle``.
+"""Contract values: ``Tick``, ``Candle``, ``DeadLetter`` and ``VendorStatus``.
 
-Both are frozen msgspec structs: msgspec decodes wire bytes straight into them, checking every
+All are frozen msgspec structs: msgspec decodes wire bytes straight into them, checking every
 field's type in the same pass. Times are integer milliseconds since the epoch, UTC.
 """
 
