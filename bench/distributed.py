@@ -35,7 +35,6 @@ if __package__ in (None, ""):
 import argparse
 import asyncio
 import multiprocessing
-import shlex
 import statistics
 import subprocess
 import tempfile
@@ -49,7 +48,19 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.pipeline import machine, make_ticks, say
+from bench.harness import (
+    answer,
+    apply_quick,
+    command_line,
+    header,
+    machine,
+    make_parser,
+    make_ticks,
+    percentile,
+    run_child,
+    say,
+    table,
+)
 from pricestream.roles import kafka_options
 from pricestream.settings import Settings
 from stream.bus.kafka import KafkaBus
@@ -71,16 +82,16 @@ class Options:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bench/distributed.py",
-        description="Throughput and latency of ingest -> Kafka -> stream -> MongoDB -> websocket,"
-        " beside raw aiokafka produce and consume-and-decode in the same run.",
+    p = make_parser(
+        __file__,
+        __doc__,
+        examples=[("", "about 1.5 min"), ("--quick", "30,000 ticks, 4 s at 2,000 ticks/s")],
+        quick="a short run to check it works",
     )
     p.add_argument("--ticks", type=int, default=300_000, help="ticks for part 1 (300000)")
     p.add_argument("--rate", type=int, default=10_000, help="ticks/s for part 2 (10000)")
     p.add_argument("--seconds", type=float, default=15, help="part 2 duration (15)")
     p.add_argument("--partitions", type=int, default=6, help="ticks topic partitions (6)")
-    p.add_argument("--quick", action="store_true", help="a short run to check it works")
     return p
 
 
@@ -149,11 +160,6 @@ enabled = false
 
 
 # ------------------------------------------------------------------------ part 1: throughput
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def raw_produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> float:
@@ -249,7 +255,7 @@ async def pipeline_throughput(stack: Stack, items: list[tuple[bytes, bytes]]) ->
 
 
 def client_entry(conn: Connection, url: str, seconds: float) -> None:
-    uvloop.run(_client(conn, url, seconds))
+    run_child(conn, _client(conn, url, seconds))
 
 
 async def _client(conn: Connection, url: str, seconds: float) -> None:
@@ -259,7 +265,7 @@ async def _client(conn: Connection, url: str, seconds: float) -> None:
     async with connect(url, compression=None, max_size=None) as ws:
         channels = [f"ticks:{s}" for s in SYMBOLS]
         await ws.send(orjson.dumps({"op": "subscribe", "channels": channels}).decode())
-        conn.send("subscribed")
+        conn.send(("subscribed",))
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             try:
@@ -272,7 +278,7 @@ async def _client(conn: Connection, url: str, seconds: float) -> None:
             size = msg["data"].get("size") if msg.get("type") == "update" else None
             if size is not None:
                 got.append((int(size), now))
-    conn.send(got)
+    conn.send(("received", got))
 
 
 async def latency(stack: Stack, opts: Options) -> dict[str, float]:
@@ -295,7 +301,8 @@ async def latency(stack: Stack, opts: Options) -> dict[str, float]:
                              args=(child, web.replace("http://", "ws://") + "ws",
                                    opts.seconds + 5))  # fmt: skip
         client.start()
-        await asyncio.to_thread(parent.recv)  # "subscribed"
+        client_process = "the websocket client"
+        await asyncio.to_thread(answer, parent, timeout_s=60, what=client_process)
         await asyncio.sleep(1)
         say(f"latency: {opts.rate:,} ticks/s for {opts.seconds:.0f} s")
         sent: dict[int, int] = {}
@@ -321,7 +328,10 @@ async def latency(stack: Stack, opts: Options) -> dict[str, float]:
                 await asyncio.sleep(delay)
         achieved = len(sent) / (time.perf_counter() - t0)
         await producer.flush()
-        got: list[tuple[int, int]] = await asyncio.to_thread(parent.recv)
+        _, got = await asyncio.to_thread(
+            answer, parent, timeout_s=opts.seconds + 60, what=client_process
+        )
+        assert isinstance(got, list)
         client.join(10)
         lat = [(now - sent[s]) / 1e6 for s, now in got if s in sent]
         if not lat:
@@ -331,7 +341,7 @@ async def latency(stack: Stack, opts: Options) -> dict[str, float]:
             "received": float(len(lat)),
             "rate": achieved,
             "p50": statistics.median(lat),
-            "p99": pct(lat, 0.99),
+            "p99": percentile(sorted(lat), 0.99),
             "max": max(lat),
         }
     finally:
@@ -343,6 +353,7 @@ async def latency(stack: Stack, opts: Options) -> dict[str, float]:
 
 
 async def main_async(opts: Options) -> str:
+    info = machine()
     tmp = Path(tempfile.mkdtemp(prefix="pricestream-bench-"))
     stack = Stack(tmp, opts)
     await stack.start()
@@ -373,34 +384,28 @@ async def main_async(opts: Options) -> str:
         ("**pipeline: send_many -> Kafka -> pricestream stream -> MongoDB (committed)**",
          f"**{pipe:,.0f}**"),
     ]  # fmt: skip
-    out = ["## Distributed mode (Kafka + MongoDB)", ""]
-    out.append(f"Command: `python bench/distributed.py {shlex.join(sys.argv[1:])}`".rstrip())
-    out += ["", "| machine | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in machine()]
-    out += ["", f"Part 1: {opts.ticks:,} ticks, {opts.partitions} partitions.", ""]
-    out += ["| path | ticks/s |", "|---|---:|"]
-    out += [f"| {name} | {value} |" for name, value in rows]
+    latency_row = [f"{lat['sent']:,.0f}", f"{lat['received']:,.0f}", f"{lat['p50']:.2f}",
+                   f"{lat['p99']:.2f}", f"{lat['max']:.2f}"]  # fmt: skip
+    title = "Distributed mode (Kafka + MongoDB)"
+    out = header(title, command=command_line(__file__), facts=info)
+    out += [f"Part 1: {opts.ticks:,} ticks, {opts.partitions} partitions.", ""]
+    out += table(["path", "ticks/s"], rows, align="lr")
     share = pipe / raw_cons
     out += ["", f"Pipeline / raw consume-and-decode: **{share:.2f}** (target >= 0.33).", ""]
     out += [
         f"Part 2: {lat['rate']:,.0f} ticks/s achieved for {opts.seconds:.0f} s through "
         "pricestream stream and pricestream web to one websocket client on 4 channels.",
         "",
-        "| sent | received | p50 ms | p99 ms | max ms |",
-        "|---:|---:|---:|---:|---:|",
-        f"| {lat['sent']:,.0f} | {lat['received']:,.0f} | {lat['p50']:.2f} | "
-        f"{lat['p99']:.2f} | {lat['max']:.2f} |",
+        *table(["sent", "received", "p50 ms", "p99 ms", "max ms"], [latency_row], align="rrrrr"),
     ]
     return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.quick:
-        opts = Options(ticks=30_000, rate=2_000, seconds=4, partitions=args.partitions)
-    else:
-        opts = Options(ticks=args.ticks, rate=args.rate, seconds=args.seconds,
-                       partitions=args.partitions)  # fmt: skip
+    apply_quick(args, argv, {"--ticks": 30_000, "--rate": 2_000, "--seconds": 4})
+    opts = Options(ticks=args.ticks, rate=args.rate, seconds=args.seconds,
+                   partitions=args.partitions)  # fmt: skip
     print(uvloop.run(main_async(opts)))
     return 0
 

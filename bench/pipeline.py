@@ -34,8 +34,6 @@ import gc
 import io
 import logging
 import multiprocessing
-import os
-import platform
 import pstats
 import shlex
 import sqlite3
@@ -43,19 +41,32 @@ import statistics
 import tempfile
 import time
 from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from multiprocessing.connection import Connection
-from typing import Any
 
 import msgspec
 import orjson
 import uvloop
 
-from ingest.collector import Publisher
-from ingest.simulator import Simulator
-from pricestream.embedded import Running, run_embedded
+from bench.harness import (
+    NullProducer,
+    Sink,
+    TickSource,
+    Timer,
+    Timing,
+    answer,
+    bare_broadcast,
+    embedded,
+    machine,
+    make_ticks,
+    pace,
+    percentile,
+    run_child,
+    say,
+    warm_up,
+)
 from pricestream.settings import Settings
 from stream.bus.memory import MemoryBus
 from stream.consumer import StreamWorker
@@ -66,12 +77,10 @@ from stream.contract import (
     decode_tick,
     encode_tick,
     encode_update_raw,
-    tick_public,
 )
 from stream.store.sqlite import SqliteStore
 from stream.windows import Outcome, Windows
 
-START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the simulated feed of part 1 starts here
 THROUGHPUT_TARGET = 250_000  # ticks/s
 P99_TARGET_MS = 20.0
 
@@ -206,63 +215,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     )
 
 
-_T0 = time.monotonic()
-
-
-def say(text: str) -> None:
-    """Progress, to stderr."""
-    print(f"[{time.monotonic() - _T0:7.1f}s] {text}", file=sys.stderr, flush=True)
-
-
-def machine() -> list[tuple[str, str]]:
-    model = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    libs = ", ".join(
-        f"{name} {version(name)}" for name in ("uvloop", "websockets", "aiohttp", "msgspec")
-    )
-    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [
-        ("cores (nproc)", str(len(os.sched_getaffinity(0)))),
-        ("CPU model", model),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("kernel", platform.release()),
-        ("libraries", f"{libs}, orjson {orjson.__version__}, sqlite {sqlite3.sqlite_version}"),
-        ("load average at start (1/5/15 min)", load),
-    ]
-
-
 # ----------------------------------------------------------------------------- part 1: throughput
-
-
-def make_ticks(n: int, *, rate_hz: float, seed: int = 1, start_ms: int = START_MS) -> list[Tick]:
-    """``n`` ticks of the simulated feed, as the simulator collector would publish them."""
-    sim = Simulator(rate_hz=rate_hz, seed=seed, start_ms=start_ms)
-    out: list[Tick] = []
-    now = start_ms
-    while len(out) < n:
-        now += 1_000
-        out.extend(sim.advance(now))
-    del out[n:]
-    return out
-
-
-Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process, every thread)
-
-
-class Timer:
-    """Wall and CPU time since it was made. CPU time is what a noisy, shared machine disturbs
-    least: other processes stretch the wall time, not the CPU time of this one."""
-
-    def __init__(self) -> None:
-        self.wall0 = time.perf_counter()
-        self.cpu0 = time.process_time()
-
-    def stop(self) -> Timing:
-        return time.perf_counter() - self.wall0, time.process_time() - self.cpu0
 
 
 @dataclass(slots=True)
@@ -406,17 +359,6 @@ def time_stages(raws: list[bytes], *, settings: Settings, max_batch: int) -> dic
     return {key: (wall[key], cpu[key]) for key in wall}
 
 
-class _NullProducer:
-    async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
-        return None
-
-    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
-        return None
-
-    async def flush(self) -> None:
-        return None
-
-
 class _NullConsumer:
     durable = False
 
@@ -444,7 +386,7 @@ async def time_process(items: Items, *, settings: Settings, opts: Options, tmp: 
     store = await SqliteStore.open(tmp / "process.db")
     worker = StreamWorker(
         consumer=_NullConsumer(),
-        producer=_NullProducer(),
+        producer=NullProducer(),
         store=store,
         windows=Windows(boundary=settings.boundary, grace_ms=settings.stream.grace_ms),
         max_batch=opts.max_batch,
@@ -670,48 +612,6 @@ async def part_throughput(opts: Options, settings: Settings, tmp: Path) -> Throu
 # ----------------------------------------------------------------------------- part 2: latency
 
 
-class TickSource:
-    """Simulated prices, re-stamped with the publish time (``ts_ms`` = ``recv_ms`` = now)."""
-
-    def __init__(self, *, pool: int = 20_000) -> None:
-        self._pool = make_ticks(pool, rate_hz=4.0, seed=7)
-        self._i = 0
-
-    def next(self, now_ms: int) -> Tick:
-        t = self._pool[self._i % len(self._pool)]
-        self._i += 1
-        return Tick(t.symbol, t.vendor, t.bid, t.ask, t.price, now_ms, now_ms, None, self._i)
-
-    def symbols(self) -> list[str]:
-        return sorted({t.symbol for t in self._pool})
-
-
-Sink = Callable[[Sequence[Tick]], Awaitable[None]]
-
-
-async def pace(*, rate: float, seconds: float, source: TickSource, sink: Sink) -> list[Tick]:
-    """Publish ``rate`` ticks/s for ``seconds``, stamping each batch with the time of its send."""
-    published: list[Tick] = []
-    total = int(rate * seconds)
-    t0 = time.perf_counter()
-    sent = 0
-    next_report = t0 + 1.0
-    while sent < total:
-        now = time.perf_counter()
-        due = min(int((now - t0) * rate) + 1, total) - sent
-        if due > 0:
-            now_ms = time.time_ns() // 1_000_000
-            ticks = [source.next(now_ms) for _ in range(due)]
-            await sink(ticks)
-            published.extend(ticks)
-            sent += due
-        if now >= next_report:
-            say(f"  published {sent:,} of {total:,} ticks")
-            next_report += 1.0
-        await asyncio.sleep(max(t0 + sent / rate - time.perf_counter(), 0.0))
-    return published
-
-
 class LoopLag:
     """How late a 5 ms sleep wakes up on this event loop: a gauge of how busy the loop is."""
 
@@ -737,12 +637,7 @@ class LoopLag:
                 await self._task
 
     def p99(self) -> float:
-        return _pct(sorted(self.lags_ms), 0.99) if self.lags_ms else float("nan")
-
-
-def _pct(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ordered sequence."""
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(sorted(self.lags_ms), 0.99) if self.lags_ms else float("nan")
 
 
 def subscriptions(clients: int, symbols: list[str], how: str) -> list[list[str]]:
@@ -756,11 +651,7 @@ def subscriptions(clients: int, symbols: list[str], how: str) -> list[list[str]]
 
 
 def client_entry(conn: Connection, url: str, subs: list[list[str]], compression: bool) -> None:
-    try:
-        uvloop.run(_clients(conn, url, subs, compression))
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        raise
+    run_child(conn, _clients(conn, url, subs, compression))
 
 
 async def _clients(conn: Connection, url: str, subs: list[list[str]], compression: bool) -> None:
@@ -826,10 +717,10 @@ async def _clients(conn: Connection, url: str, subs: list[list[str]], compressio
     summary: dict[str, float] = {"count": len(lat), "gaps": gaps, "cpu": cpu / wall_s}
     if lat:
         summary |= {
-            "p50": _pct(lat, 0.50),
-            "p90": _pct(lat, 0.90),
-            "p99": _pct(lat, 0.99),
-            "p999": _pct(lat, 0.999),
+            "p50": percentile(lat, 0.50),
+            "p90": percentile(lat, 0.90),
+            "p99": percentile(lat, 0.99),
+            "p999": percentile(lat, 0.999),
             "max": lat[-1],
             "mean": statistics.fmean(lat),
             "over20": sum(1 for x in lat if x >= P99_TARGET_MS) / len(lat),
@@ -850,20 +741,6 @@ class LatencyResult:
     notes: list[str] = field(default_factory=list)
 
 
-async def _recv(conn: Connection, timeout_s: float) -> tuple[object, ...]:
-    def wait() -> tuple[object, ...]:
-        if not conn.poll(timeout_s):
-            raise TimeoutError(f"no answer from the client process in {timeout_s:.0f} s")
-        msg = conn.recv()
-        assert isinstance(msg, tuple)
-        return msg
-
-    msg = await asyncio.get_running_loop().run_in_executor(None, wait)
-    if msg[0] == "error":
-        raise RuntimeError(f"client process failed: {msg[1]}")
-    return msg
-
-
 async def measure_latency(
     server: str, url: str, *, opts: Options, source: TickSource, sink: Sink
 ) -> LatencyResult:
@@ -880,8 +757,9 @@ async def measure_latency(
         target=client_entry, args=(child, url, subs, opts.compression), name="ws-clients"
     )
     proc.start()
+    clients = "the client process"
     try:
-        _, connected, ext = await _recv(parent, 60)
+        _, connected, ext = await asyncio.to_thread(answer, parent, timeout_s=60, what=clients)
         say(f"  {connected} clients subscribed (permessage extensions: {ext})")
         lag = LoopLag()
         lag.start()
@@ -897,7 +775,7 @@ async def measure_latency(
         measured = [t for t in published if start_ms <= t.recv_ms < end_ms]
         expected = sum(per_symbol.get(t.symbol, 0) for t in measured)
         parent.send(("stop", start_ms, end_ms, time.perf_counter() - wall0))
-        _, summary = await _recv(parent, 120)
+        _, summary = await asyncio.to_thread(answer, parent, timeout_s=120, what=clients)
         assert isinstance(summary, dict)
     finally:
         await asyncio.get_running_loop().run_in_executor(None, proc.join, 30)
@@ -915,97 +793,28 @@ async def measure_latency(
     )
 
 
-@contextlib.asynccontextmanager
-async def embedded(
-    data_dir: Path, *, start_s: float, **sections: dict[str, object]
-) -> AsyncIterator[Running]:
-    """The embedded service on 127.0.0.1 and a free port with the simulator off (the benchmark
-    feeds its bus), ``sections`` overriding settings; stopped cleanly on exit."""
-    settings = Settings.load(
-        None,
-        {},
-        {
-            "server": {"host": "127.0.0.1", "port": 0},
-            "storage": {"data_dir": str(data_dir)},
-            "simulator": {"enabled": False},
-            **sections,
-        },
-    )
-    stop = asyncio.Event()
-    ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
-    service = asyncio.create_task(run_embedded(settings, stop=stop, on_ready=ready.set_result))
-    waiting: list[asyncio.Future[Any]] = [service, ready]
-    await asyncio.wait(waiting, timeout=start_s, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():
-        stop.set()
-        if service.done():
-            await service  # raises what stopped it
-        raise TimeoutError(f"the embedded service did not start in {start_s:g} s")
-    try:
-        yield ready.result()
-    finally:
-        stop.set()
-        await asyncio.wait_for(service, 30)
-
-
 async def latency_embedded(opts: Options, tmp: Path) -> LatencyResult:
     say("part 2a: the embedded service (run_embedded, simulator off)")
-    async with embedded(tmp / "embedded", start_s=30) as running:
-        producer = await running.bus.producer()
-        async with Publisher(producer).running() as publisher:
-            source = TickSource()
-            now_ms = time.time_ns() // 1_000_000
-            await publisher.send([source.next(now_ms) for _ in range(64)])  # every metal known
-            await asyncio.sleep(0.5)
-            url = f"ws://127.0.0.1:{running.port}/ws"
-            result = await measure_latency(
-                "embedded Pricestream (run_embedded)", url, opts=opts, source=source,
-                sink=publisher.send,
-            )  # fmt: skip
-            assert running.worker is not None
-            stats = running.worker.stats
-            mean_write = stats.store_write_ms_total / max(stats.store_writes, 1)
-            result.notes.append(
-                f"worker: {stats.ticks_in:,} ticks in {stats.batches:,} batches, "
-                f"{stats.store_writes} store writes of {mean_write:.1f} ms mean"
-            )
+    async with embedded(tmp / "embedded", start_s=30) as (running, send):
+        source = TickSource()
+        await warm_up(source, send)
+        url = f"ws://127.0.0.1:{running.port}/ws"
+        result = await measure_latency(
+            "embedded Pricestream (run_embedded)", url, opts=opts, source=source, sink=send
+        )
+        assert running.worker is not None
+        stats = running.worker.stats
+        mean_write = stats.store_write_ms_total / max(stats.store_writes, 1)
+        result.notes.append(
+            f"worker: {stats.ticks_in:,} ticks in {stats.batches:,} batches, "
+            f"{stats.store_writes} store writes of {mean_write:.1f} ms mean"
+        )
     return result
 
 
 async def latency_bare(opts: Options, *, deflate: bool) -> LatencyResult:
-    from websockets.asyncio.server import ServerConnection, broadcast, serve
-
     say(f"part 2b: bare websockets server, websockets.broadcast, deflate {deflate}")
-    subscribers: dict[str, set[ServerConnection]] = {}
-    seqs: dict[str, int] = {}
-
-    async def handler(ws: ServerConnection) -> None:
-        mine: list[str] = []
-        try:
-            async for raw in ws:
-                for channel in orjson.loads(raw)["channels"]:
-                    subscribers.setdefault(channel, set()).add(ws)
-                    mine.append(channel)
-                    snapshot = {"type": "snapshot", "channel": channel, "seq": 0, "data": None}
-                    await ws.send(orjson.dumps(snapshot).decode())
-        finally:
-            for channel in mine:
-                subscribers[channel].discard(ws)
-
-    async def sink(ticks: Sequence[Tick]) -> None:
-        for tick in ticks:
-            channel = f"ticks:{tick.symbol}"
-            seqs[channel] = seq = seqs.get(channel, 0) + 1
-            subs = subscribers.get(channel)
-            if subs:
-                msg = {"type": "update", "channel": channel, "seq": seq, "data": tick_public(tick)}
-                broadcast(subs, orjson.dumps(msg).decode())
-
-    compression = "deflate" if deflate else None
-    async with serve(
-        handler, "127.0.0.1", 0, ping_interval=None, compression=compression
-    ) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
+    async with bare_broadcast(compression="deflate" if deflate else None) as (port, sink):
         return await measure_latency(
             "bare websockets.broadcast", f"ws://127.0.0.1:{port}/", opts=opts,
             source=TickSource(), sink=sink,

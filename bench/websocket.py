@@ -45,21 +45,38 @@ import gc
 import multiprocessing
 import os
 import resource
-import shlex
 import tempfile
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import cast
 
 import orjson
-import uvloop
 
-from bench.pipeline import TickSource, _pct, embedded, machine, pace, say
-from stream.contract import Tick, tick_public
+from bench.harness import (
+    TickSource,
+    Timer,
+    answer,
+    apply_quick,
+    bare_broadcast,
+    command_line,
+    embedded,
+    fmt,
+    header,
+    machine,
+    make_parser,
+    measured_window,
+    pace,
+    percentile,
+    run_child,
+    say,
+    table,
+    verdict,
+    warm_up,
+)
 from tests.web.raw_ws import client_frame
 
 DELIVERED_MIN = 0.99  # share of the due messages that must arrive within the grace
@@ -86,17 +103,15 @@ class Options:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench/websocket.py",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=(
-            "examples:\n"
-            "  .venv/bin/python bench/websocket.py            # full run, about 6-8 minutes\n"
-            "  .venv/bin/python bench/websocket.py --quick    # smoke run, under a minute\n"
-            "  .venv/bin/python bench/websocket.py --clients 5000 --rates 50000,100000\n"
-            "The results (markdown) go to stdout, progress to stderr."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = make_parser(
+        __file__,
+        __doc__,
+        examples=[
+            ("", "full run, about 6-8 minutes"),
+            ("--quick", "smoke run, under a minute"),
+            ("--clients 5000 --rates 50000,100000", ""),
+        ],
+        quick="a smoke run: 200 clients, 2 steps",
     )
     parser.add_argument(
         "--clients", default="1000,5000,10000", help="client counts (default 1000,5000,10000)"
@@ -112,19 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--servers", default="bare,embedded", help="which servers, in order (default both)"
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 clients, 2 steps")
     return parser
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.quick:
-        explicit = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
-        quick = {"--clients": "200", "--rates": "10000,50000", "--seconds": 1.5, "--warmup": 0.5}
-        for flag, value in quick.items():
-            if flag not in explicit:
-                setattr(args, flag[2:].replace("-", "_"), value)
+    quick = {"--clients": "200", "--rates": "10000,50000", "--seconds": 1.5, "--warmup": 0.5}
+    apply_quick(args, argv, quick)
     try:
         clients = tuple(int(x) for x in str(args.clients).split(","))
         rates = tuple(int(x) for x in str(args.rates).split(","))
@@ -160,13 +170,7 @@ def rss_kb() -> int:
 def ask(conn: Connection, message: tuple[object, ...], *, timeout_s: float) -> tuple[object, ...]:
     """Send a command to a child process and wait (bounded) for its answer."""
     conn.send(message)
-    if not conn.poll(timeout_s):
-        raise TimeoutError(f"no answer to {message[0]!r} in {timeout_s:.0f} s")
-    answer = conn.recv()
-    assert isinstance(answer, tuple)
-    if answer[0] == "error":
-        raise RuntimeError(f"child process failed: {answer[1]}")
-    return answer
+    return answer(conn, timeout_s=timeout_s, what=f"the child process to {message[0]!r}")
 
 
 async def next_command(conn: Connection) -> tuple[object, ...]:
@@ -183,27 +187,23 @@ async def next_command(conn: Connection) -> tuple[object, ...]:
 # ----------------------------------------------------------------------------- server processes
 
 
-Sink = Callable[[Sequence[Tick]], Awaitable[None]]
-
-
 def server_entry(conn: Connection, kind: str, tmp: str) -> None:
     raise_fd_limit()
-    try:
-        uvloop.run(_server(conn, kind, Path(tmp)))
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        raise
+    run_child(conn, _server(conn, kind, Path(tmp)))
 
 
 async def _server(conn: Connection, kind: str, tmp: Path) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if kind == "embedded":
-            port, sink = await stack.enter_async_context(_embedded(tmp))
+            # every client comes from 127.0.0.1: a per-address limit would refuse most of them
+            service = embedded(tmp / "embedded", start_s=60, http={"rate_limit_per_s": 0})
+            running, sink = await stack.enter_async_context(service)
+            port = running.port
         else:
-            port, sink = await stack.enter_async_context(_bare())
+            bare = bare_broadcast(compression=None, backlog=1024)
+            port, sink = await stack.enter_async_context(bare)
         source = TickSource()
-        await sink([source.next(time.time_ns() // 1_000_000) for _ in range(64)])  # all known
-        await asyncio.sleep(0.5)
+        await warm_up(source, sink)
         conn.send(("ready", port, source.symbols()))
         while True:
             cmd = await next_command(conn)
@@ -214,69 +214,16 @@ async def _server(conn: Connection, kind: str, tmp: Path) -> None:
             elif cmd[0] == "pace":
                 _, rate, seconds, warmup = cmd
                 rate, seconds, warmup = float(str(rate)), float(str(seconds)), float(str(warmup))
-                cpu0, wall0 = time.process_time(), time.perf_counter()
+                timer = Timer()
                 published = await pace(
                     rate=rate, seconds=warmup + seconds, source=source, sink=sink
                 )
-                cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-                start_ms = published[min(int(warmup * rate), len(published) - 1)].recv_ms
-                end_ms = published[-1].recv_ms + 1
-                due: dict[str, int] = {}
-                for t in published:
-                    if start_ms <= t.recv_ms < end_ms:
-                        due[t.symbol] = due.get(t.symbol, 0) + 1
+                cpu = timer.cpu_share()
+                start_ms, end_ms, due = measured_window(published, warmup_s=warmup, rate=rate)
                 conn.send(("paced", start_ms, end_ms, due, cpu))
             else:
                 conn.send(("stopped",))
                 return
-
-
-@contextlib.asynccontextmanager
-async def _embedded(tmp: Path):  # type: ignore[no-untyped-def]
-    from ingest.collector import Publisher
-
-    # every client comes from 127.0.0.1: a per-address limit would refuse most of them
-    async with (
-        embedded(tmp / "embedded", start_s=60, http={"rate_limit_per_s": 0}) as running,
-        Publisher(await running.bus.producer()).running() as publisher,
-    ):
-        yield running.port, publisher.send
-
-
-@contextlib.asynccontextmanager
-async def _bare():  # type: ignore[no-untyped-def]
-    from websockets.asyncio.server import ServerConnection, broadcast, serve
-
-    subscribers: dict[str, set[ServerConnection]] = {}
-    seqs: dict[str, int] = {}
-
-    async def handler(ws: ServerConnection) -> None:
-        mine: list[str] = []
-        try:
-            async for raw in ws:
-                for channel in orjson.loads(raw)["channels"]:
-                    subscribers.setdefault(channel, set()).add(ws)
-                    mine.append(channel)
-                    seq = seqs.get(channel, 0)
-                    snapshot = {"type": "snapshot", "channel": channel, "seq": seq, "data": None}
-                    await ws.send(orjson.dumps(snapshot).decode())
-        finally:
-            for channel in mine:
-                subscribers[channel].discard(ws)
-
-    async def sink(ticks: Sequence[Tick]) -> None:
-        for tick in ticks:
-            channel = f"ticks:{tick.symbol}"
-            seqs[channel] = seq = seqs.get(channel, 0) + 1
-            subs = subscribers.get(channel)
-            if subs:
-                msg = {"type": "update", "channel": channel, "seq": seq, "data": tick_public(tick)}
-                broadcast(subs, orjson.dumps(msg).decode())
-
-    async with serve(
-        handler, "127.0.0.1", 0, ping_interval=None, compression=None, backlog=1024
-    ) as server:
-        yield next(iter(server.sockets)).getsockname()[1], sink
 
 
 # ----------------------------------------------------------------------------- client processes
@@ -388,11 +335,7 @@ class RawClient(asyncio.Protocol):
 
 def client_entry(conn: Connection, port: int, channels: list[str]) -> None:
     raise_fd_limit()
-    try:
-        uvloop.run(_clients(conn, port, channels))
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        raise
+    run_child(conn, _clients(conn, port, channels))
 
 
 async def _clients(conn: Connection, port: int, channels: list[str]) -> None:
@@ -504,11 +447,11 @@ def judge(
     every = sorted(lats)
     nan = float("nan")
     q = {
-        "p50": _pct(every, 0.5) if every else nan,
-        "p99": _pct(every, 0.99) if every else nan,
-        "first_p50": _pct(first, 0.5) if first else nan,
-        "last_p50": _pct(last, 0.5) if last else nan,
-        "last_p99": _pct(last, 0.99) if last else nan,
+        "p50": percentile(every, 0.5) if every else nan,
+        "p99": percentile(every, 0.99) if every else nan,
+        "first_p50": percentile(first, 0.5) if first else nan,
+        "last_p50": percentile(last, 0.5) if last else nan,
+        "last_p99": percentile(last, 0.99) if last else nan,
     }
     why = []
     if len(lats) < DELIVERED_MIN * due:
@@ -545,12 +488,8 @@ def measure(server: str, n: int, opts: Options, tmp: str) -> Run:
     srv.start()
     procs: list[tuple[BaseProcess, Connection]] = []
     try:
-        if not parent.poll(90):
-            raise TimeoutError(f"the {server} server did not start in 90 s")
-        msg = parent.recv()
-        if msg[0] == "error":
-            raise RuntimeError(f"server failed: {msg[1]}")
-        _, port, symbols = msg
+        _, port, symbols = answer(parent, timeout_s=90, what=f"the {server} server")
+        assert isinstance(symbols, list)
         channels = [f"ticks:{s}" for s in symbols]
         per_channel = dict.fromkeys(channels, 0)
         subs = [channels[i % len(channels)] for i in range(n)]
@@ -567,12 +506,7 @@ def measure(server: str, n: int, opts: Options, tmp: str) -> Run:
             procs.append((p, a))
         connected = 0
         for _, a in procs:
-            if not a.poll(300):
-                raise TimeoutError("clients did not connect in 300 s")
-            got = a.recv()
-            if got[0] == "error":
-                raise RuntimeError(f"client process failed: {got[1]}")
-            connected += got[1]
+            connected += int(str(answer(a, timeout_s=300, what="a client process")[1]))
         connect_s = time.perf_counter() - t0
         time.sleep(1.0)
         (_, rss1) = ask(parent, ("rss",), timeout_s=30)
@@ -644,19 +578,74 @@ def measure(server: str, n: int, opts: Options, tmp: str) -> Run:
 # ----------------------------------------------------------------------------- report
 
 
-def _f(x: float, digits: int = 1) -> str:
-    return "-" if x != x else f"{x:.{digits}f}"  # NaN -> "-"
+SUMMARY = ("clients", "server", "highest sustained msg/s", "x bare", "latency at", "p50 ms",
+           "p99 ms", "memory per idle connection", "connect s")  # fmt: skip
+STEPS = ("clients", "server", "offered msg/s", "delivered msg/s", "received / due", "p50 ms",
+         "p99 ms", "last-quarter p50 / p99 ms", "server CPU", "clients CPU", "verdict")  # fmt: skip
+
+
+def summary_row(r: Run, bare: Run | None) -> list[object]:
+    """One server at one client count: its best sustained step and its latency at 50k/s."""
+    best, lat = r.best(), r.at_latency_rate()
+    bb = bare.best() if bare else None
+    ratio = f"{best.delivered / bb.delivered:.2f}" if best and bb and r is not bare else "-"
+    at = f"{lat.delivered:,.0f}" if lat else "-"
+    if lat and lat.rate < LATENCY_AT:
+        at += " (highest sustained)"
+    name = "bare websockets.broadcast" if r.server == "bare" else "**embedded Pricestream**"
+    failed = "" if not r.steps or r.steps[-1].sustained else " (next step failed)"
+    return [
+        f"{r.clients:,}", name, f"{best.delivered if best else 0:,.0f}{failed}", ratio, at,
+        fmt(lat.p50, 1) if lat else "-", fmt(lat.p99, 1) if lat else "-",
+        f"{r.memory_kb:.1f} KB", f"{r.connect_s:.1f}",
+    ]  # fmt: skip
+
+
+def step_row(r: Run, s: Step) -> list[object]:
+    return [
+        f"{r.clients:,}", r.server, f"{s.rate:,}", f"{s.delivered:,.0f}",
+        f"{s.received:,} / {s.due:,}", fmt(s.p50, 1), fmt(s.p99, 1),
+        f"{fmt(s.last_p50, 1)} / {fmt(s.last_p99, 1)}", f"{s.server_cpu:.2f}",
+        f"{s.client_cpu:.2f}", "sustained" if s.sustained else s.why,
+    ]  # fmt: skip
+
+
+def targets(runs: list[Run]) -> list[str]:
+    bare = {r.clients: r for r in runs if r.server == "bare"}
+    lines = []
+    for r in runs:
+        if r.server != "embedded":
+            continue
+        best, b = r.best(), bare.get(r.clients)
+        bb = b.best() if b else None
+        if best and bb:
+            times = best.delivered / bb.delivered
+            lines.append(
+                f"- {r.clients:,} clients: {times:.2f}x the bare broadcast (target >= "
+                f"{RATIO_TARGET}): {verdict(times >= RATIO_TARGET)}"
+            )
+        lat = r.at_latency_rate()
+        if lat and r.clients == 5_000:
+            lines.append(
+                f"- 5,000 clients: p99 {lat.p99:.1f} ms at {lat.delivered:,.0f} msg/s (target < "
+                f"{P99_TARGET_MS:g} ms): {verdict(lat.p99 < P99_TARGET_MS)}"
+            )
+        lines.append(
+            f"- {r.clients:,} clients: {r.memory_kb:.1f} KB per idle connection (target < "
+            f"{MEMORY_TARGET_KB:g} KB): {verdict(r.memory_kb < MEMORY_TARGET_KB)}"
+        )
+    return lines
 
 
 def report(opts: Options, info: list[tuple[str, str]], command: str, runs: list[Run]) -> str:
-    lines = ["## Websocket fan-out benchmark", "", f"- command: `{command}`"]
-    lines += [f"- {k}: {v}" for k, v in info]
+    rates = ", ".join(f"{r:,}" for r in opts.rates)
+    run = (
+        f"client processes: {opts.client_procs}; steps of {opts.warmup:g} s warm-up + "
+        f"{opts.seconds:g} s measured; offered rates (messages/s to clients): {rates}"
+    )
+    lines = header("Websocket fan-out benchmark", command=command, facts=info, more=[run])
+    bare = {r.clients: r for r in runs if r.server == "bare"}
     lines += [
-        f"- client processes: {opts.client_procs}; steps of {opts.warmup:g} s warm-up + "
-        f"{opts.seconds:g} s measured; offered rates (messages/s to clients): "
-        + ", ".join(f"{r:,}" for r in opts.rates),
-        f"- finished: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        "",
         f"A step is sustained (no growing backlog) when clients received >= {DELIVERED_MIN:.0%} of "
         f"the messages due for ticks published in the window (arriving within {GRACE_S:g} s after "
         f"it), with no seq gaps (conflation) and no closed connection, and the lag stayed bounded: "
@@ -667,41 +656,11 @@ def report(opts: Options, info: list[tuple[str, str]], command: str, runs: list[
         "",
         "### Summary",
         "",
-        "| clients | server | highest sustained msg/s | x bare | latency at | p50 ms | p99 ms | "
-        "memory per idle connection | connect s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    bare = {r.clients: r for r in runs if r.server == "bare"}
-    for r in runs:
-        best, lat = r.best(), r.at_latency_rate()
-        b = bare.get(r.clients)
-        bb = b.best() if b else None
-        ratio = f"{best.delivered / bb.delivered:.2f}" if best and bb and r is not b else "-"
-        at = f"{lat.delivered:,.0f}" if lat else "-"
-        if lat and lat.rate < LATENCY_AT:
-            at += " (highest sustained)"
-        name = "bare websockets.broadcast" if r.server == "bare" else "**embedded Pricestream**"
-        lines.append(
-            f"| {r.clients:,} | {name} | {best.delivered if best else 0:,.0f}"
-            f"{'' if not r.steps or r.steps[-1].sustained else ' (next step failed)'} | {ratio} | "
-            f"{at} | {_f(lat.p50) if lat else '-'} | {_f(lat.p99) if lat else '-'} | "
-            f"{r.memory_kb:.1f} KB | {r.connect_s:.1f} |"
-        )
-    lines += ["", "### Every step", ""]
-    lines += [
-        "| clients | server | offered msg/s | delivered msg/s | received / due | p50 ms | "
-        "p99 ms | last-quarter p50 / p99 ms | server CPU | clients CPU | verdict |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in runs:
-        for s in r.steps:
-            lines.append(
-                f"| {r.clients:,} | {r.server} | {s.rate:,} | {s.delivered:,.0f} | "
-                f"{s.received:,} / {s.due:,} | {_f(s.p50)} | {_f(s.p99)} | "
-                f"{_f(s.last_p50)} / {_f(s.last_p99)} | {s.server_cpu:.2f} | "
-                f"{s.client_cpu:.2f} | {'sustained' if s.sustained else s.why} |"
-            )
-    lines += [
+        *table(SUMMARY, [summary_row(r, bare.get(r.clients)) for r in runs], align="rlrrrrrrr"),
+        "",
+        "### Every step",
+        "",
+        *table(STEPS, [step_row(r, s) for r in runs for s in r.steps], align="rlrrrrrrrrl"),
         "",
         "CPU columns: CPU time over wall time (1.0 = one core); clients CPU is the sum over the "
         "client processes. The machine has 2 cores shared with other engineers' work.",
@@ -710,30 +669,7 @@ def report(opts: Options, info: list[tuple[str, str]], command: str, runs: list[
     for r in runs:
         if r.metrics:
             lines.append(f"- embedded, {r.clients:,} clients, /metrics at the end: {r.metrics}")
-    lines += ["", "### Targets", ""]
-    for r in runs:
-        if r.server != "embedded":
-            continue
-        best, b = r.best(), bare.get(r.clients)
-        bb = b.best() if b else None
-        if best and bb:
-            times = best.delivered / bb.delivered
-            lines.append(
-                f"- {r.clients:,} clients: {times:.2f}x the bare broadcast (target >= "
-                f"{RATIO_TARGET}): **{'met' if times >= RATIO_TARGET else 'NOT met'}**"
-            )
-        lat = r.at_latency_rate()
-        if lat and r.clients == 5_000:
-            lines.append(
-                f"- 5,000 clients: p99 {lat.p99:.1f} ms at {lat.delivered:,.0f} msg/s (target < "
-                f"{P99_TARGET_MS:g} ms): **{'met' if lat.p99 < P99_TARGET_MS else 'NOT met'}**"
-            )
-        lines.append(
-            f"- {r.clients:,} clients: {r.memory_kb:.1f} KB per idle connection (target < "
-            f"{MEMORY_TARGET_KB:g} KB): "
-            f"**{'met' if r.memory_kb < MEMORY_TARGET_KB else 'NOT met'}**"
-        )
-    lines.append("")
+    lines += ["", "### Targets", "", *targets(runs), ""]
     return "\n".join(lines)
 
 
@@ -742,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     limit = raise_fd_limit()
     if limit < max(opts.clients) + 200:
         say(f"warning: the fd limit is {limit}, too low for {max(opts.clients):,} clients")
-    command = shlex.join([Path(sys.executable).name, "bench/websocket.py", *sys.argv[1:]])
+    command = command_line(__file__)
     info = machine()
     with tempfile.TemporaryDirectory(prefix="pricestream-bench-ws-") as tmp:
         runs = [
