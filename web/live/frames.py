@@ -1,5 +1,6 @@
-"""Websocket frames as bytes (RFC 6455 section 5.2): the server's text frames, and the check
-that a client's frames are masked. Sans-I/O: bytes in, bytes or counts out.
+"""Websocket frames as bytes: the server's text frames, and the check that a client's are masked.
+
+RFC 6455 section 5.2. Sans-I/O: bytes in, bytes or counts out.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""What sits at a websocket's socket: the guard that fails a connection sending unmasked
-frames, and the bound on the kernel's send buffer."""
+"""At a websocket's socket: fail a client that sends unmasked frames; bound the send buffer."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The hub: reads ``updates`` from the bus, keeps each channel's recent state and history, and
-fans every update out to the subscribed clients' outboxes, never waiting for any of them."""
+"""The hub: ``updates`` from the bus, each channel's recent state and history, and fan-out.
+
+Every update is offered to the subscribed clients' outboxes; the hub never waits for a client.
+"""
 
 from __future__ import annotations
 
