@@ -26,17 +26,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
-import platform
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from importlib.metadata import version
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 
 import aiohttp
@@ -46,6 +42,17 @@ import websockets
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
+from bench.harness import (
+    NullProducer,
+    Timer,
+    apply_quick,
+    command_line,
+    header,
+    machine,
+    make_parser,
+    say,
+    table,
+)
 from ingest.config import CompositeConfig, parse_vendors
 from ingest.service import build
 from ingest.vendors import PROFILES
@@ -56,10 +63,6 @@ from tests.ingest import messages as m
 T0 = 1_795_000_000_000
 NO_TIME_BOUNDS = {"max_age_ms": 0, "max_future_ms": 86_400_000, "spike_bp": 0.0}
 GENERIC = FieldMap(fields={"symbol": "s", "bid": "b", "ask": "a", "ts": "t", "seq": "n"})
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def corpus(profile: str, n: int) -> list[bytes]:
@@ -124,7 +127,7 @@ def part1(n: int, repeat: int) -> list[tuple[str, float, float, float]]:
                 table.update(kind="http_poll", url="http://x")
             if name == "generic":
                 table.update(fields=dict(GENERIC.fields))
-            ingest = build(parse_vendors([table]), CompositeConfig(enabled=False), MemoryBus_())
+            ingest = build(parse_vendors([table]), CompositeConfig(enabled=False), NullProducer())
             take = ingest.feeds[0].take
             for raw in msgs:
                 take(raw, T0)
@@ -133,17 +136,6 @@ def part1(n: int, repeat: int) -> list[tuple[str, float, float, float]]:
                      best_rate(feed_take, n, repeat)))  # fmt: skip
         say(f"  {name}: parse {rows[-1][2]:,.0f}/s, Feed.take {rows[-1][3]:,.0f}/s")
     return rows
-
-
-class MemoryBus_:  # noqa: N801 - a stand-in producer for part 1, where nothing is sent
-    async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
-        return None
-
-    async def send_many(self, topic: str, items: object) -> None:
-        return None
-
-    async def flush(self) -> None:
-        return None
 
 
 # --- part 2: the vendor server, in a child process -------------------------------------------
@@ -197,7 +189,7 @@ async def timed(
     coro: Callable[[], Awaitable[object]], count: Callable[[], int], n: int
 ) -> tuple[float, float]:
     """Run ``coro`` until ``count() >= n``; (messages per wall second, per CPU second)."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    timer = Timer()
     task = asyncio.ensure_future(coro())
     try:
         while count() < n:
@@ -206,7 +198,7 @@ async def timed(
                 raise RuntimeError("the collector stopped early")
             await asyncio.sleep(0.005)
     finally:
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = timer.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
@@ -301,17 +293,21 @@ async def part2(ws_port: int, http_port: int, n: int, polls: int, tmp: Path) -> 
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(
+        __file__,
+        __doc__,
+        examples=[("", "100,000 messages, 3 rounds"), ("--quick", "a smoke run")],
+        quick="10,000 messages, one round",
+    )
     parser.add_argument("--messages", type=int, default=100_000, help="messages per measurement")
     parser.add_argument("--polls", type=int, default=3_000, help="requests for the polling rows")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of part 1 (best is kept)")
-    parser.add_argument("--quick", action="store_true", help="10,000 messages, one round")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    apply_quick(args, argv, {"--messages": 10_000, "--repeat": 1, "--polls": 500})
     n, repeat, polls = args.messages, args.repeat, args.polls
-    if args.quick:
-        n, repeat, polls = 10_000, 1, 500
     logging.basicConfig(level=logging.ERROR)
+    info = machine(libraries=("uvloop", "websockets", "aiohttp", "orjson"))
     ctx = multiprocessing.get_context("fork")  # before any event loop exists in this process
     parent, child = ctx.Pipe()
     server = ctx.Process(target=serve_vendor, args=(child, n), daemon=True)
@@ -324,26 +320,30 @@ def main() -> int:
         p2 = uvloop.run(part2(ws_port, http_port, n, polls, Path(tmp)))
     parent.send("stop")
     server.join(10)
-    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"CPython {platform.python_version()}, "
-          + ", ".join(f"{p} {version(p)}" for p in ("uvloop", "websockets", "aiohttp", "orjson"))
-          + "; shared and noisy: read each result beside its baseline\n")  # fmt: skip
-    print(f"### Parsers, one core ({n:,} messages each, best of {repeat})\n")
-    print(
-        "| profile | baseline: `orjson.loads`, msgs/s | `parse`, msgs/s | `Feed.take` "
-        "(parse + map + gate + Tick), msgs/s | take vs loads |"
-    )
-    print("|---|---:|---:|---:|---:|")
-    for name, base, parse, take in p1:
-        print(f"| {name} | {base:,.0f} | {parse:,.0f} | {take:,.0f} | {take / base:.0%} |")
-    print(f"\n### Collectors ({n:,} messages; polling {polls:,} requests); wall / CPU rates\n")
-    print(
-        "| collector | baseline (bare client loop), wall / CPU | collector, wall / CPU | "
-        "wall vs baseline | unit |"
-    )
-    print("|---|---:|---:|---:|---|")
-    for r in p2:
-        print("| " + " | ".join(r) + " |")
+    lines = header("Vendor ingestion benchmark", command=command_line(__file__), facts=info)
+    lines += [
+        "The machine is shared and noisy: read each result beside its baseline.",
+        "",
+        f"### Parsers, one core ({n:,} messages each, best of {repeat})",
+        "",
+        *table(
+            ["profile", "baseline: `orjson.loads`, msgs/s", "`parse`, msgs/s",
+             "`Feed.take` (parse + map + gate + Tick), msgs/s", "take vs loads"],
+            [[name, f"{base:,.0f}", f"{parse:,.0f}", f"{take:,.0f}", f"{take / base:.0%}"]
+             for name, base, parse, take in p1],
+            align="lrrrr",
+        ),
+        "",
+        f"### Collectors ({n:,} messages; polling {polls:,} requests); wall / CPU rates",
+        "",
+        *table(
+            ["collector", "baseline (bare client loop), wall / CPU", "collector, wall / CPU",
+             "wall vs baseline", "unit"],
+            p2,
+            align="lrrrl",
+        ),
+    ]  # fmt: skip
+    print("\n".join(lines), flush=True)
     return 0
 
 
