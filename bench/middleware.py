@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import logging
 import os
-import platform
 import statistics
 import time
 
@@ -35,6 +34,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bench.harness import command_line, header, machine, make_parser, say, table
 from pricestream.logs import JsonFormatter
 from web import api, middleware
 from web.app import make_health_app
@@ -95,27 +95,38 @@ async def main(args: argparse.Namespace) -> None:
             access.setLevel(level)
             rate = await round_trip(make(), args.requests, args.connections)
             rates[name].append(rate)
-            print(f"round {i + 1}: {name} {rate:,.0f} requests/s", file=sys.stderr)
+            say(f"round {i + 1}: {name} {rate:,.0f} requests/s")
     base = statistics.median(rates["baseline"])
     quiet = statistics.median(rates["quiet"])
     ours = statistics.median(rates["service"])
-    load = os.getloadavg()
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, load average {load[0]:.2f} at the end "
-          "(shared: other engineers work on it at the same time)")  # fmt: skip
-    print()
-    print("| app | requests/s (median of rounds) | µs per request, client included |")
-    print("|---|---|---|")
-    print(f"| baseline: json_errors only | {base:,.0f} | {1e6 / base:.0f} |")
-    print(f"| service, access lines off | {quiet:,.0f} | {1e6 / quiet:.0f} |")
-    print(f"| service: the same and a JSON access line | {ours:,.0f} | {1e6 / ours:.0f} |")
-    print()
-    print(f"Middleware cost: {1e6 / quiet - 1e6 / base:.0f} µs per request, "
-          f"{1e6 / ours - 1e6 / quiet:.0f} µs more for the access line.")  # fmt: skip
+    facts = machine(libraries=("uvloop", "aiohttp"), load_at="end")
+    lines = header("HTTP middleware", command=command_line(__file__), facts=facts)
+    rows = [
+        ["baseline: json_errors only", f"{base:,.0f}", f"{1e6 / base:.0f}"],
+        ["service, access lines off", f"{quiet:,.0f}", f"{1e6 / quiet:.0f}"],
+        ["service: the same and a JSON access line", f"{ours:,.0f}", f"{1e6 / ours:.0f}"],
+    ]
+    head = ["app", "requests/s (median of rounds)", "µs per request, client included"]
+    lines += [
+        "The machine is shared: other engineers work on it at the same time.",
+        "",
+        *table(head, rows, align="lll"),
+        "",
+        f"Middleware cost: {1e6 / quiet - 1e6 / base:.0f} µs per request, "
+        f"{1e6 / ours - 1e6 / quiet:.0f} µs more for the access line.",
+    ]
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(
+        __file__,
+        __doc__,
+        examples=[
+            ("", "5 rounds of 20,000 requests"),
+            ("--requests 2000 --rounds 1", "a short run"),
+        ],
+    )
     parser.add_argument("--requests", type=int, default=20_000, help="per round (default 20000)")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per app")

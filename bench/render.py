@@ -31,31 +31,27 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse
 import asyncio
 import io
-import logging
 import math
 import multiprocessing
 import os
-import platform
 import resource
-import shlex
 import shutil
 import subprocess
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import version
 from multiprocessing.connection import Connection
 
 import numpy as np
 import uvloop
 from aiohttp import web
 
+from bench.harness import command_line, header, machine, make_parser, say, table
 from render.charts import render_chart
 from render.reduce import MIN_CANDLE_PX, C, Floats, H, L, O, T, merge_candles, minmax_downsample
 from render.service import RenderConfig
@@ -74,8 +70,6 @@ from stream.store.sqlite import SqliteStore
 from web.api import json_errors
 from web.app import make_render_app
 from web.keys import RENDERER
-
-log = logging.getLogger("bench.render")
 
 NOW_MS = 1_795_244_930_000
 RANGES = list(RANGES_MS)
@@ -399,17 +393,21 @@ def stop(proc: multiprocessing.process.BaseProcess, conn: Connection) -> None:
     proc.join(30)
 
 
-def row(name: str, load: Load, note: str = "") -> str:
+HEAD = ("what", "ok", "s", "per second", "p50 ms", "p99 ms", "refused/failed",
+        "CPU ms per request: web / workers / client", "note")  # fmt: skip
+
+
+def row(name: str, load: Load, note: str = "") -> list[object]:
     cpu = ""
     if load.ok:
         per = [x / load.ok * 1000 for x in (load.web_cpu_s, load.worker_cpu_s, load.client_cpu_s)]
         cpu = " / ".join(f"{x:.2f}" for x in per)
     if load.wrapped:
         note = f"{note}; {load.wrapped:,} repeated (cache hits)".lstrip("; ")
-    return (
-        f"| {name} | {load.ok:,} | {load.seconds:.1f} | **{load.rate:,.0f}** | {load.p50_ms:.1f} | "
-        f"{load.p99_ms:.1f} | {load.refused + load.broken} | {cpu} | {note} |"
-    )
+    return [
+        name, f"{load.ok:,}", f"{load.seconds:.1f}", f"**{load.rate:,.0f}**", f"{load.p50_ms:.1f}",
+        f"{load.p99_ms:.1f}", load.refused + load.broken, cpu, note,
+    ]  # fmt: skip
 
 
 def phase(
@@ -430,7 +428,7 @@ def per_chart_ms(repeat: int) -> list[str]:
     rows = np.array(
         [(c.start_ms, c.open, c.high, c.low, c.close) for c in series("M000-USD", "5m", 288)]
     )
-    out = ["| one 600x300 chart, one process | area | candles |", "|---|---|---|"]
+    out: list[list[str]] = []
     for name, fn, fmt in (
         ("ours: PNG (numpy + palette + ISA-L deflate)", render_chart, "png"),
         ("ours: SVG (numpy + %-formatted integers)", render_chart, "svg"),
@@ -449,12 +447,20 @@ def per_chart_ms(repeat: int) -> list[str]:
                 fn(spec, rows, NOW_MS)
                 times.append(time.perf_counter() - t0)
             cells.append(f"{sorted(times)[len(times) // 2] * 1000:.3f} ms")
-        out.append(f"| {name} | {cells[0]} | {cells[1]} |")
-    return out
+        out.append([name, *cells])
+    return table(["one 600x300 chart, one process", "area", "candles"], out, align="lll")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = make_parser(
+        __file__,
+        __doc__,
+        examples=[
+            ("", "about 50 s"),
+            ("--shared-dir", "with a shared cache directory"),
+            ("--symbols 8 --cold-s 1 --baseline-s 1 --hit-s 1", "a short run"),
+        ],
+    )
     parser.add_argument("--symbols", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="render processes per pool")
     parser.add_argument("--connections", type=int, default=64)
@@ -471,8 +477,7 @@ def main() -> None:
         help="with a shared cache directory (PNG and snapshots of 1w and longer), as render nodes "
         "sharing one would run; off by default, as in the service",
     )
-    opts = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    opts = parser.parse_args(argv)
     need_wrk()
     conns = opts.connections
 
@@ -482,23 +487,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         db = Path(tmp) / "bench.db"
         n = asyncio.run(fill_store(db, names))
-        log.info("store: %d candles of %d symbols", n, len(names))
+        say(f"store: {n} candles of {len(names)} symbols")
         cache_dir = Path(tmp) / "cache" if opts.shared_dir else None
         proc, conn, port = start(serve_pricestream, db, cache_dir, opts.workers)
         try:
-            log.info("pricestream render role on port %d: warming up", port)
+            say(f"pricestream render role on port {port}: warming up")
             warm = chart_paths(names, "png", 64, salt=999)
             run_load(port, warm, connections=8, duration_s=3, repeat=True)
             for fmt in ("png", "svg"):
-                log.info("cold %s for %.0f s ...", fmt, opts.cold_s)
+                say(f"cold {fmt} for {opts.cold_s:.0f} s ...")
                 paths = chart_paths(names, fmt, opts.cold)
                 results[fmt] = phase(conn, port, paths, connections=conns, duration_s=opts.cold_s)
-            log.info("cold snapshots ...")
+            say("cold snapshots ...")
             paths = snapshot_paths(names)
             results["snap"] = phase(conn, port, paths, connections=conns, duration_s=1)
             hot = chart_paths(names, "png", opts.hot, salt=500)
             run_load(port, hot, connections=8, duration_s=2, repeat=True)
-            log.info("cache hits for %.0f s ...", opts.hit_s)
+            say(f"cache hits for {opts.hit_s:.0f} s ...")
             results["hit"] = phase(
                 conn, port, hot, connections=conns, duration_s=opts.hit_s, repeat=True
             )
@@ -507,35 +512,26 @@ def main() -> None:
         proc, conn, port = start(serve_matplotlib, db, opts.workers)
         try:
             for fmt in ("png", "svg"):
-                log.info("matplotlib cold %s for %.0f s ...", fmt, opts.baseline_s)
+                say(f"matplotlib cold {fmt} for {opts.baseline_s:.0f} s ...")
                 paths = chart_paths(names, fmt, opts.cold)
                 base[fmt] = phase(conn, port, paths, connections=conns,
                                   duration_s=opts.baseline_s)  # fmt: skip
         finally:
             stop(proc, conn)
 
-    command = "python bench/render.py " + shlex.join(sys.argv[1:])
-    lines = [
-        f"`{command.strip()}` on {platform.node()} ({os.cpu_count()} cores, "
-        f"{platform.python_implementation()} {platform.python_version()}, aiohttp "
-        f"{version('aiohttp')}, numpy {version('numpy')}, matplotlib {version('matplotlib')}), "
-        f"{opts.workers} render workers, {conns} connections, shared cache directory "
-        f"{'on (PNG and snapshots of 1w and longer)' if opts.shared_dir else 'off'}; load "
-        "average at the end "
-        f"{os.getloadavg()[0]:.2f} (a shared machine).",
-        "",
-        "| what | ok | s | per second | p50 ms | p99 ms | refused/failed | CPU ms per "
-        "request: web / workers / client | note |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    cache = "on (PNG and snapshots of 1w and longer)" if opts.shared_dir else "off"
+    run = f"{opts.workers} render workers, {conns} connections, shared cache directory {cache}"
+    facts = machine(libraries=("aiohttp", "numpy", "matplotlib"), load_at="end")
+    lines = header("Render role over HTTP", command=command_line(__file__), facts=facts, more=[run])
+    rows = []
     for fmt in ("png", "svg"):
         ratio = results[fmt].rate / max(base[fmt].rate, 1e-9)
-        lines.append(row(f"cold {fmt.upper()}, distinct charts ~600x300", results[fmt],
-                         f"{ratio:.0f}x matplotlib"))  # fmt: skip
-    lines.append(row("cold snapshots, distinct (JSON, CSV, TXT)", results["snap"]))
-    lines.append(row(f"cache hits ({opts.hot} PNG charts, repeated)", results["hit"]))
-    lines += [row(f"baseline: matplotlib {f.upper()}, the same charts", base[f]) for f in base]
-    lines += ["", *per_chart_ms(500)]
+        rows.append(row(f"cold {fmt.upper()}, distinct charts ~600x300", results[fmt],
+                        f"{ratio:.0f}x matplotlib"))  # fmt: skip
+    rows.append(row("cold snapshots, distinct (JSON, CSV, TXT)", results["snap"]))
+    rows.append(row(f"cache hits ({opts.hot} PNG charts, repeated)", results["hit"]))
+    rows += [row(f"baseline: matplotlib {f.upper()}, the same charts", base[f]) for f in base]
+    lines += [*table(HEAD, rows, align="lllllllll"), "", *per_chart_ms(500)]
     print("\n".join(lines), flush=True)
 
 
