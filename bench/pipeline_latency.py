@@ -1,5 +1,4 @@
-"""Part 2 of ``bench/pipeline.py``, latency: tick -> websocket client, the service beside a bare
-``websockets.broadcast``.
+"""Part 2 of ``bench/pipeline.py``, latency: tick -> websocket client, beside a bare broadcast.
 
 The real embedded service (``run_embedded``, port 0, simulator off), fed by a paced
 ``ingest.collector.Publisher`` that stamps ``recv_ms`` at publish, with websocket clients (the
