@@ -34,12 +34,13 @@ if __package__ in (None, ""):
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -150,6 +151,20 @@ enabled = false
         self.logs.append(log)
         return await wait_running(proc, log, label=f"pricestream {role}")
 
+    @contextlib.asynccontextmanager
+    async def next_round(self) -> AsyncIterator[tuple[Settings, KafkaBus]]:
+        """A new round (its own group and topics): its settings and a started bus; on exit, the
+        bus closes and the roles of the round stop."""
+        self.round += 1
+        settings = self.settings()
+        bus = KafkaBus(kafka_options(settings))
+        await bus.start()
+        try:
+            yield settings, bus
+        finally:
+            await bus.close()
+            await self.stop_roles()
+
     async def stop_roles(self) -> None:
         await asyncio.gather(*(terminate(p, 20) for p in self.procs))
         self.procs.clear()
@@ -229,11 +244,7 @@ async def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
 
 
 async def pipeline_throughput(stack: Stack, items: list[tuple[bytes, bytes]]) -> float:
-    stack.round += 1
-    settings = stack.settings()
-    bus = KafkaBus(kafka_options(settings))
-    await bus.start()
-    try:
+    async with stack.next_round() as (settings, bus):
         await stack.role("stream")
         await asyncio.sleep(2)  # the worker has joined its group and owns every partition
         topic, group = settings.bus.ticks_topic, settings.bus.group
@@ -246,9 +257,6 @@ async def pipeline_throughput(stack: Stack, items: list[tuple[bytes, bytes]]) ->
                 raise RuntimeError("the stream worker did not catch up in 600 s")
             await asyncio.sleep(0.05)
         return len(items) / (time.perf_counter() - t0)
-    finally:
-        await bus.close()
-        await stack.stop_roles()
 
 
 # --------------------------------------------------------------------------- part 2: latency
@@ -282,11 +290,7 @@ async def _client(conn: Connection, url: str, seconds: float) -> None:
 
 
 async def latency(stack: Stack, opts: Options) -> dict[str, float]:
-    stack.round += 1
-    settings = stack.settings()
-    bus = KafkaBus(kafka_options(settings))
-    await bus.start()
-    try:
+    async with stack.next_round() as (_, bus):
         await stack.role("stream")
         web = await stack.role("web")
         producer = await bus.producer()
@@ -344,9 +348,6 @@ async def latency(stack: Stack, opts: Options) -> dict[str, float]:
             "p99": percentile(sorted(lat), 0.99),
             "max": max(lat),
         }
-    finally:
-        await bus.close()
-        await stack.stop_roles()
 
 
 # ------------------------------------------------------------------------------------ report
@@ -360,17 +361,13 @@ async def main_async(opts: Options) -> str:
     try:
         ticks = make_ticks(opts.ticks, rate_hz=200)
         items = [(t.symbol.encode(), encode_tick(t)) for t in ticks]
-        stack.round += 1
-        settings = stack.settings()
-        bus = KafkaBus(kafka_options(settings))
-        await bus.start()
-        raw_topic = f"raw-{stack.round}"
-        await stack.broker.create_topics(raw_topic, partitions=opts.partitions)
-        say(f"raw aiokafka produce: {len(items):,} sends")
-        raw_prod = await raw_produce(stack.broker.bootstrap, raw_topic, items)
-        say(f"Pricestream send_many: {len(items):,} ticks")
-        ours = await ours_produce(bus, items)
-        await bus.close()
+        async with stack.next_round() as (_, bus):
+            raw_topic = f"raw-{stack.round}"
+            await stack.broker.create_topics(raw_topic, partitions=opts.partitions)
+            say(f"raw aiokafka produce: {len(items):,} sends")
+            raw_prod = await raw_produce(stack.broker.bootstrap, raw_topic, items)
+            say(f"Pricestream send_many: {len(items):,} ticks")
+            ours = await ours_produce(bus, items)
         say("raw aiokafka consume and decode")
         raw_cons = await raw_consume_decode(stack.broker.bootstrap, raw_topic, len(items))
         pipe = await pipeline_throughput(stack, items)
