@@ -46,6 +46,19 @@ class Throttle:
 class Outbox:
     """The messages waiting for one client, and the last sequence number sent per channel."""
 
+    __slots__ = (
+        "_controls",
+        "bytes",
+        "conflated",
+        "counters",
+        "max_bytes",
+        "max_messages",
+        "peak_bytes",
+        "queue",
+        "sent_seq",
+        "throttles",
+    )
+
     def __init__(
         self, *, max_messages: int, max_bytes: int, counters: Counters | None = None
     ) -> None:
