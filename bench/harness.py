@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from ingest.collector import Publisher
+from ingest.publisher import Publisher
 from ingest.simulator import Simulator
 from pricestream.embedded import Running, run_embedded
 from pricestream.settings import Settings

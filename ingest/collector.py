@@ -20,9 +20,6 @@ from ingest.publisher import Publisher
 from ingest.simulator import Simulator
 from stream.contract import VENDORS, encode_vendor_status, now_ms
 
-# Publisher is re-exported for the benchmarks, which import it from here.
-__all__ = ["Backoff", "Publisher", "SimulatorCollector", "report_status"]
-
 log = logging.getLogger(__name__)
 
 HISTORY_CHUNK = 2_000  # simulated history ticks handed to the feed at a time
