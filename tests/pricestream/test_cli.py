@@ -10,9 +10,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -57,18 +58,34 @@ def get_json(url: str) -> object:
 
 
 METALS = {"XAU-USD", "XAG-USD", "XPT-USD", "XPD-USD"}
+T = TypeVar("T")
+
+
+def until(fetch: Callable[[], T], ok: Callable[[T], bool], what: str, timeout_s: float = 10) -> T:
+    """Call ``fetch`` every 0.1 s until ``ok`` of its answer, at most ``timeout_s``; the answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = fetch()
+        if ok(got):
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout_s:g} s; last: {str(got)[:300]}")
+        time.sleep(0.1)
 
 
 def wait_for_metals(url: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body = get_json(url + "api/v1/symbols")
-        assert isinstance(body, list)
-        if {q["symbol"] for q in body} == METALS:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not every metal appeared: {body}")
-        time.sleep(0.1)
+    until(
+        lambda: get_json(url + "api/v1/symbols"),
+        lambda body: isinstance(body, list) and {q["symbol"] for q in body} == METALS,
+        "not every metal appeared",
+        timeout_s,
+    )
+
+
+def candles(url: str, res: str, limit: int) -> list[dict[str, Any]]:
+    body = get_json(url + f"api/v1/symbols/XAU-USD/candles?res={res}&limit={limit}")
+    assert isinstance(body, dict)
+    return list(body["candles"])
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
@@ -111,33 +128,33 @@ def test_run_serves_the_api_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 def test_a_fresh_start_has_history_and_a_restart_continues_it_and_the_prices(
     tmp_path: Path,
 ) -> None:
+    started_ms = time.time() * 1000
     with running(tmp_path / "data") as (url, proc):
         wait_for_metals(url)
-        deadline = time.monotonic() + 20
-        while True:  # 90 days of simulated history: daily candles within seconds
-            days = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1d&limit=500")
-            if len(days["candles"]) >= 90 or time.monotonic() > deadline:  # type: ignore[index]
-                break
-            time.sleep(0.2)
-        assert len(days["candles"]) >= 90  # type: ignore[index]
-        time.sleep(1.5)
-        first = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=5000")
+        # 90 days of simulated history: daily candles within seconds
+        days = until(lambda: candles(url, "1d", 500), lambda c: len(c) >= 90, "no 90 days", 20)
+        first = until(  # and live ticks after it
+            lambda: candles(url, "1s", 5000),
+            lambda c: c[-1]["start_ms"] > started_ms + 1_000,
+            "no live ticks",
+        )
         stop(proc)
-    first_starts = [c["start_ms"] for c in first["candles"]]  # type: ignore[index]
-    last_close = first["candles"][-1]["close"]  # type: ignore[index]
-    assert first_starts
+    first_starts = [c["start_ms"] for c in first]
+    last_close = first[-1]["close"]
     with running(tmp_path / "data") as (url, proc):
-        time.sleep(1.5)  # live ticks after the restart
-        later = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=5000")
-        days_later = get_json(url + "api/v1/symbols/XAU-USD/candles?res=1d&limit=500")
+        later = until(  # live ticks after the restart
+            lambda: candles(url, "1s", 5000),
+            lambda c: c[-1]["start_ms"] > first_starts[-1],
+            "no live ticks after the restart",
+        )
+        days_later = candles(url, "1d", 500)
         err = stop(proc)
-    later_starts = [c["start_ms"] for c in later["candles"]]  # type: ignore[index]
+    later_starts = [c["start_ms"] for c in later]
     assert set(first_starts[-100:-1]) <= set(later_starts)  # the newest second candles kept
     # no second history: the past days are exactly as they were, today has gone on
-    assert days_later["candles"][:-1] == days["candles"][:-1]  # type: ignore[index]
+    assert days_later[:-1] == days[:-1]
     assert "continue from their stored prices" in err
-    new = [c for c in later["candles"] if c["start_ms"] > first_starts[-1]]  # type: ignore[index]
-    assert new, "no live ticks after the restart"
+    new = [c for c in later if c["start_ms"] > first_starts[-1]]
     assert abs(new[0]["open"] / last_close - 1) < 0.002  # no jump back to the first-ever level
 
 

@@ -30,6 +30,19 @@ async def wait_for_prices(service: Service, symbols: list[str], timeout_s: float
         await asyncio.sleep(0.1)
 
 
+async def closed_candles(service: Service, symbol: str, *, count: int = 2) -> list[Any]:
+    """A symbol's 1s candles once ``count`` of them have closed (300 ms, the grace, after their
+    end) and a newer one is open; at most 10 s."""
+    url = service.url + f"api/v1/symbols/{symbol}/candles?res=1s&limit=1000"
+    for _ in range(100):
+        _, body = await get(url)
+        candles = body["candles"]
+        if sum(c["closed"] for c in candles) >= count and not candles[-1]["closed"]:
+            return list(candles)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {count} closed 1s candles of {symbol} within 10 s")
+
+
 async def test_symbols_lists_the_four_simulated_metals_with_prices(service: Service) -> None:
     body = await wait_for_prices(service, METALS)
     for quote in body:
@@ -54,7 +67,7 @@ async def test_latest_of_an_unknown_symbol_is_404_with_a_message(service: Servic
 
 async def test_candles_are_oldest_first_and_consistent(service: Service) -> None:
     await wait_for_prices(service, METALS)
-    await asyncio.sleep(2)  # 1s candles close 300 ms (the grace) after their end
+    await closed_candles(service, "XAG-USD")
     status, body = await get(service.url + "api/v1/symbols/XAG-USD/candles?res=1s&limit=100")
     assert status == 200
     assert body["symbol"] == "XAG-USD"
@@ -75,7 +88,7 @@ async def test_candles_are_oldest_first_and_consistent(service: Service) -> None
 
 async def test_candle_limit_returns_the_newest(service: Service) -> None:
     await wait_for_prices(service, METALS)
-    await asyncio.sleep(2)
+    await closed_candles(service, "XAU-USD")
     _, every = await get(service.url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=1000")
     _, two = await get(service.url + "api/v1/symbols/XAU-USD/candles?res=1s&limit=2")
     assert len(two["candles"]) == 2
