@@ -17,10 +17,14 @@ V = TypeVar("V")
 
 
 class SizedLRU(Generic[K, V]):
-    """A least-recently-used map bounded by the total ``size`` of its values."""
+    """A least-recently-used map bounded by the total ``size`` of its entries (and, if given,
+    by ``max_items``); an entry larger than the whole bound is not kept."""
 
-    def __init__(self, max_size: int, size: Callable[[V], int]) -> None:
+    def __init__(
+        self, max_size: int, size: Callable[[K, V], int], *, max_items: int | None = None
+    ) -> None:
         self.max_size = max_size
+        self.max_items = max_items
         self.size = size
         self.total = 0
         self._items: OrderedDict[K, V] = OrderedDict()
@@ -32,17 +36,20 @@ class SizedLRU(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
-        n = self.size(value)
+        n = self.size(key, value)
         if n > self.max_size:
             return
         old = self._items.pop(key, None)
         if old is not None:
-            self.total -= self.size(old)
+            self.total -= self.size(key, old)
         self._items[key] = value
         self.total += n
-        while self.total > self.max_size:
-            _, dropped = self._items.popitem(last=False)
-            self.total -= self.size(dropped)
+        items = self._items
+        while self.total > self.max_size or (
+            self.max_items is not None and len(items) > self.max_items
+        ):
+            dropped, gone = items.popitem(last=False)
+            self.total -= self.size(dropped, gone)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -52,7 +59,7 @@ class ByteLRU(SizedLRU[str, bytes]):
     """Rendered bodies by cache key, bounded by their total length."""
 
     def __init__(self, max_bytes: int) -> None:
-        super().__init__(max_bytes, len)
+        super().__init__(max_bytes, _body_bytes)
 
     @property
     def bytes(self) -> int:
@@ -61,6 +68,10 @@ class ByteLRU(SizedLRU[str, bytes]):
     @property
     def max_bytes(self) -> int:
         return self.max_size
+
+
+def _body_bytes(_key: str, body: bytes) -> int:
+    return len(body)
 
 
 class SingleFlight(Generic[K, V]):

@@ -300,7 +300,7 @@ def _sweep(directory: Path, max_age_s: int) -> int:
     return removed
 
 
-def _nbytes(rows: Floats) -> int:
+def _nbytes(_key: object, rows: Floats) -> int:
     return int(rows.nbytes)
 
 

@@ -9,12 +9,12 @@ separate render role behind the same URL paths. ``web.routes.setup_render`` rout
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 from aiohttp import web
 from multidict import MultiMapping
 
+from render.cache import SizedLRU
 from render.pool import Busy, RenderFailed, RenderTimeout, WorkerDied
 from render.service import NoData, RenderConfig, Rendered, Renderer
 from render.spec import FRESH_MS, Spec, SpecError, parse_chart, parse_snapshot
@@ -57,7 +57,7 @@ Parser = Callable[[str, str, Mapping[str, str]], Spec]
 UrlKey = tuple[str, str, str, str]
 
 
-class ParsedUrls:
+class ParsedUrls(SizedLRU[UrlKey, Spec]):
     """The specs of chart and snapshot URLs already answered from data, by their URL parts.
 
     Clients repeat a few URLs constantly; a hit skips parsing the query. Only a URL that was
@@ -79,32 +79,20 @@ class ParsedUrls:
         max_bytes: int = 2 * 1024 * 1024,
         max_query_chars: int = 256,
     ) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
+        super().__init__(max_bytes, _entry_bytes, max_items=max_entries)
         self.max_query_chars = max_query_chars
-        self.bytes = 0
-        self._items: OrderedDict[UrlKey, Spec] = OrderedDict()
 
-    def get(self, key: UrlKey) -> Spec | None:
-        spec = self._items.get(key)
-        if spec is not None:
-            self._items.move_to_end(key)
-        return spec
+    @property
+    def bytes(self) -> int:
+        return self.total
 
     def put(self, key: UrlKey, spec: Spec) -> None:
-        if len(key[3]) > self.max_query_chars or key in self._items:
-            return
-        self._items[key] = spec
-        self.bytes += self._size(key)
-        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
-            dropped, _ = self._items.popitem(last=False)
-            self.bytes -= self._size(dropped)
+        if len(key[3]) <= self.max_query_chars:
+            super().put(key, spec)
 
-    def _size(self, key: UrlKey) -> int:
-        return self.ENTRY_BYTES + sum(len(part) for part in key)
 
-    def __len__(self) -> int:
-        return len(self._items)
+def _entry_bytes(key: UrlKey, _spec: Spec) -> int:
+    return ParsedUrls.ENTRY_BYTES + sum(len(part) for part in key)
 
 
 PARSED: web.AppKey[ParsedUrls] = web.AppKey("parsed_urls", ParsedUrls)
