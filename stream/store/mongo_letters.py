@@ -11,17 +11,16 @@ page ends with an opaque cursor, the ``(ts_ms, key)`` of its last letter.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
-import msgspec
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from stream.contract import DeadLetter, DecodeError
+from stream.contract import DeadLetter
+from stream.store.cursor import PageCursor
 from stream.store.mongo_calls import Doc, bounded
 
 log = logging.getLogger(__name__)
@@ -34,23 +33,7 @@ _KEYING_BATCH = 1_000
 
 
 #: A page cursor: the ``(ts_ms, key)`` of the last letter of the page before.
-_Cursor = tuple[Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)], str]
-_cursor_dec = msgspec.json.Decoder(_Cursor)
-_CURSOR_CHARS = 200
-
-
-def _encode_cursor(ts_ms: int, key: str) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode((ts_ms, key))).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[int, str]:
-    try:
-        if len(text) > _CURSOR_CHARS:
-            raise ValueError(f"longer than {_CURSOR_CHARS} characters")
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-        return _cursor_dec.decode(raw)
-    except ValueError as exc:  # binascii.Error and msgspec's errors are ValueErrors
-        raise DecodeError(f"not a dead-letter cursor of this store: {text[:40]!r}") from exc
+_CURSOR: PageCursor[str] = PageCursor(str, "dead-letter cursor")
 
 
 class MongoLetters:
@@ -141,7 +124,7 @@ class MongoLetters:
             raise ValueError(f"limit {limit}: must be >= 1")
         where: list[Doc] = []
         if before is not None:
-            ts_ms, key = _decode_cursor(before)
+            ts_ms, key = _CURSOR.decode(before)
             where.append(
                 {"$or": [{"ts_ms": {"$lt": ts_ms}}, {"ts_ms": ts_ms, "key": {"$lt": key}}]}
             )
@@ -164,4 +147,4 @@ class MongoLetters:
         if len(docs) <= limit:
             return letters, None
         last = docs[limit - 1]  # a letter an older version stored has no key until an open
-        return letters, _encode_cursor(int(last["ts_ms"]), last.get("key", str(last["_id"])))
+        return letters, _CURSOR.encode(int(last["ts_ms"]), last.get("key", str(last["_id"])))

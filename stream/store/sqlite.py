@@ -12,26 +12,25 @@ column to a file made before it existed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from stream.contract import (
     Candle,
     DeadLetter,
-    DecodeError,
     StoreError,
     SymbolState,
     Tick,
     tick_key,
 )
 from stream.store import DEFAULT_RETENTION_MS
+from stream.store.cursor import Int64, PageCursor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,26 +81,7 @@ _tick_dec = msgspec.msgpack.Decoder(Tick)
 
 
 #: A page cursor: the ``(ts_ms, id)`` of the last letter of the page before.
-_Cursor = tuple[
-    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)],
-    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)],
-]
-_cursor_dec = msgspec.json.Decoder(_Cursor)
-_CURSOR_CHARS = 200
-
-
-def _encode_cursor(ts_ms: int, row_id: int) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode((ts_ms, row_id))).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[int, int]:
-    try:
-        if len(text) > _CURSOR_CHARS:
-            raise ValueError(f"longer than {_CURSOR_CHARS} characters")
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-        return _cursor_dec.decode(raw)
-    except ValueError as exc:  # binascii.Error and msgspec's errors are ValueErrors
-        raise DecodeError(f"not a dead-letter cursor of this store: {text[:40]!r}") from exc
+_CURSOR: PageCursor[int] = PageCursor(Int64, "dead-letter cursor")
 
 
 def _candle(row: tuple[Any, ...]) -> Candle:
@@ -320,7 +300,7 @@ class SqliteStore:
         args: list[object] = []
         if before is not None:
             where.append("(ts_ms, id) < (?, ?)")
-            args += _decode_cursor(before)
+            args += _CURSOR.decode(before)
         if source is not None:
             where.append("source = ?")
             args.append(source)
@@ -339,7 +319,7 @@ class SqliteStore:
         rows = await self._run("read of dead letters", read)
         letters = [DeadLetter(r[1], r[2], r[3], bytes(r[4])) for r in rows[:limit]]
         last = rows[limit - 1] if len(rows) > limit else None
-        return letters, None if last is None else _encode_cursor(last[3], last[0])
+        return letters, None if last is None else _CURSOR.encode(last[3], last[0])
 
     async def purge(self, now_ms: int) -> int:
         def purge() -> int:
