@@ -31,6 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import argparse
 import asyncio
 import io
 import math
@@ -54,7 +55,7 @@ from aiohttp import web
 from bench.harness import command_line, header, machine, make_parser, say, table
 from render.charts import render_chart
 from render.reduce import MIN_CANDLE_PX, C, Floats, H, L, O, T, merge_candles, minmax_downsample
-from render.service import RenderConfig
+from render.service import RenderConfig, Renderer
 from render.spec import (
     DEFAULT_RES,
     RANGES_MS,
@@ -62,6 +63,7 @@ from render.spec import (
     SpecError,
     allowed_resolutions,
     parse_chart,
+    parse_path,
 )
 from render.theme import THEMES, hex_colour
 from stream.contract import Candle, SymbolState, Tick
@@ -451,6 +453,45 @@ def per_chart_ms(repeat: int) -> list[str]:
     return table(["one 600x300 chart, one process", "area", "candles"], out, align="lll")
 
 
+async def renderer_only(db: Path, names: list[str], count: int, workers: int) -> list[list[object]]:
+    """The web process's share of a cold chart, without HTTP: ``count`` distinct charts of each
+    format through the service's ``Renderer`` and its worker pool, 64 at a time, after one chart
+    of every symbol and range has put the data sets in the renderer's cache."""
+    store = await SqliteStore.open(db)
+    config = RenderConfig(chart_workers=workers, text_workers=1, chart_queue=4_096)
+    renderer = Renderer(store, config=config)
+    await renderer.start()
+    rows: list[list[object]] = []
+    try:
+        warm = chart_paths(names, "png", len(names) * len(RANGES), salt=999)
+        await asyncio.gather(*(renderer.render(parse_path(p[1:])) for p in warm))
+        for fmt in ("png", "svg"):
+            say(f"{count:,} cold {fmt} charts through Renderer.render ...")
+            specs = [parse_path(p[1:]) for p in chart_paths(names, fmt, count)]
+            cpu_s, wall_s = time.process_time(), time.perf_counter()
+            for i in range(0, len(specs), 64):
+                await asyncio.gather(*(renderer.render(spec) for spec in specs[i : i + 64]))
+            cpu_s, wall_s = time.process_time() - cpu_s, time.perf_counter() - wall_s
+            rows.append([f"cold {fmt.upper()}, distinct charts ~600x300", f"{count:,}",
+                         f"{count / wall_s:,.0f}", f"{cpu_s / count * 1e6:.1f}"])  # fmt: skip
+    finally:
+        await renderer.close()
+        await store.close()
+    return rows
+
+
+def main_renderer_only(opts: argparse.Namespace, names: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
+        db = Path(tmp) / "bench.db"
+        say(f"store: {asyncio.run(fill_store(db, names))} candles of {len(names)} symbols")
+        rows = uvloop.run(renderer_only(db, names, opts.renderer_only, opts.workers))
+    facts = machine(libraries=("numpy",), load_at="end")
+    more = [f"{opts.workers} render workers; no HTTP: the web process's CPU per chart"]
+    lines = header("Renderer without HTTP", command=command_line(__file__), facts=facts, more=more)
+    head = ["measurement", "charts", "charts/s", "CPU µs per chart in the web process"]
+    print("\n".join([*lines, *table(head, rows, align="lrrr")]), flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = make_parser(
         __file__,
@@ -459,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("", "about 50 s"),
             ("--shared-dir", "with a shared cache directory"),
             ("--symbols 8 --cold-s 1 --baseline-s 1 --hit-s 1", "a short run"),
+            ("--renderer-only 4000", "the web process's share of a chart, no HTTP"),
         ],
     )
     parser.add_argument("--symbols", type=int, default=64)
@@ -477,7 +519,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="with a shared cache directory (PNG and snapshots of 1w and longer), as render nodes "
         "sharing one would run; off by default, as in the service",
     )
+    parser.add_argument(
+        "--renderer-only",
+        type=int,
+        metavar="COUNT",
+        help="only time COUNT cold charts per format through Renderer.render in this process "
+        "(no HTTP, no wrk, no matplotlib): the web process's CPU per chart",
+    )
     opts = parser.parse_args(argv)
+    if opts.renderer_only:
+        main_renderer_only(opts, symbols(opts.symbols))
+        return
     need_wrk()
     conns = opts.connections
 
