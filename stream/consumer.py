@@ -43,6 +43,7 @@ from stream.contract import (
     Consumer,
     DeadLetter,
     DecodeError,
+    Positions,
     Producer,
     Record,
     Store,
@@ -90,7 +91,7 @@ class StreamWorker:
         self.flush_interval_ms = flush_interval_ms
         self.clock_ms = clock_ms
         self.stats = WorkerStats()
-        self.writer = WriteBehind(store=store, producer=producer, consumer=consumer,
+        self.writer = WriteBehind(store=store, producer=producer, commit=self._commit,
                                   stats=self.stats)  # fmt: skip
         self._seqs: dict[str, dict[str, int]] = {}
         self._stopping = asyncio.Event()
@@ -126,6 +127,9 @@ class StreamWorker:
         )
         holder.append(worker)
         return worker
+
+    async def _commit(self, positions: Positions) -> None:
+        await self.consumer.commit(positions)
 
     def not_ready(self) -> str | None:
         """Why the worker cannot make progress now (for readiness checks), or None."""

@@ -18,7 +18,6 @@ from typing import TypeVar
 
 from stream.contract import (
     Candle,
-    Consumer,
     Positions,
     Producer,
     Store,
@@ -40,11 +39,16 @@ class WriteBehind:
     """
 
     def __init__(
-        self, *, store: Store, producer: Producer, consumer: Consumer, stats: WorkerStats
+        self,
+        *,
+        store: Store,
+        producer: Producer,
+        commit: Callable[[Positions], Awaitable[None]],
+        stats: WorkerStats,
     ) -> None:
         self.store = store
         self.producer = producer
-        self.consumer = consumer
+        self.commit = commit  # the worker's: commits on whatever consumer it has now
         self.stats = stats
         self._candles: dict[tuple[str, str, int], Candle] = {}
         self._states: dict[str, SymbolState] = {}
@@ -155,7 +159,7 @@ class WriteBehind:
             self.stats.observe_store_write((time.perf_counter() - started) * 1000)
         await self.producer.flush()  # the updates and dead letters of these records are out
         stored.set()
-        await self.consumer.commit(positions)
+        await self.commit(positions)
         self.stats.ticks_committed += records
 
     async def retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
