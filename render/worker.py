@@ -16,9 +16,9 @@ import os
 import pickle
 import signal
 import socket
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NamedTuple
 
 from render.charts import render_chart
 from render.raster import font
@@ -32,9 +32,13 @@ log = logging.getLogger(__name__)
 READY = b"ready"
 
 
-@dataclass(frozen=True, slots=True)
-class RenderJob:
-    """One chart or snapshot for a worker to render from a data set it holds (pickled)."""
+class RenderJob(NamedTuple):
+    """One chart or snapshot for a worker to render from a data set it holds (pickled).
+
+    A named tuple, not a slotted dataclass: it pickles as a tuple, in C. A frozen, slotted
+    dataclass pickles through ``dataclasses``' Python ``__getstate__``, which cost the web
+    process about 20 more function calls a chart.
+    """
 
     spec: ChartSpec | SnapshotSpec
     #: the symbol's newest tick time: where the chart ends, what the snapshot is as of
