@@ -9,6 +9,10 @@ websocket subscribe with ``since`` does. ``max_hz`` limits the rate of every cha
 Errors in the request are 4xx JSON before the stream starts. A slow client is handled as on the
 websocket (conflation, then the connection is dropped); idle streams get a comment line every
 ``heartbeat_ms`` so proxies and clients see the connection is alive.
+
+A stream opened with a token that holds a private channel ends when the token expires: its last
+event is ``{"type":"closed","code":4001,...}``, and the browser's reconnect needs a fresh token.
+At server shutdown the last event is ``{"type":"closed","code":1001,...}``.
 """
 
 from __future__ import annotations
@@ -19,15 +23,26 @@ import logging
 import re
 import time
 
+import orjson
 from aiohttp import web
 
-from web.auth import AuthError, unauthorized
+from web.auth import Authenticator, AuthError, unauthorized
 from web.keys import HUB
-from web.live import MAX_HZ_LIMIT, MAX_SEQ, ChannelError, Client, Counters, Hub, LiveConfig
+from web.live import (
+    CLOSE_TOKEN_EXPIRED,
+    MAX_HZ_LIMIT,
+    MAX_SEQ,
+    ChannelError,
+    Client,
+    Counters,
+    Hub,
+    LiveConfig,
+)
 
 log = logging.getLogger(__name__)
 
 FORMAT = "channels=ticks:SYMBOL,candles:SYMBOL:RES"
+GONE_CHECK_S = 1.0  # how often an idle stream looks whether its client is still there
 _SEQ = re.compile(f"[0-9]{{1,{len(str(MAX_SEQ))}}}")
 
 
@@ -40,8 +55,10 @@ class SseClient(Client):
         resp: web.StreamResponse,
         config: LiveConfig,
         counters: Counters | None = None,
+        *,
+        auth: Authenticator | None = None,
     ) -> None:
-        super().__init__(config, counters)
+        super().__init__(config, counters, auth=auth)
         self.request = request
         self.resp = resp
         self.order: list[str] = []  # the requested channels, for the event id
@@ -56,23 +73,49 @@ class SseClient(Client):
         await self.resp.write(f"{head}data: {text}\n\n".encode())
 
     async def _idle(self) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.config.heartbeat_ms / 1000)
-        except TimeoutError:
-            self.writing = True
-            await self.resp.write(b": keep-alive\n\n")
-            self.writing = False
+        """Wait for something to send; a comment line every ``heartbeat_ms`` meanwhile. aiohttp
+        does not cancel a handler whose client went away, so the socket is looked at every
+        ``GONE_CHECK_S``: a stream nobody reads leaves the hub within that, not at the next
+        write."""
+        heartbeat_s = self.config.heartbeat_ms / 1000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + heartbeat_s
+        while True:
+            left = deadline - loop.time()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, min(GONE_CHECK_S, left)))
+                return
+            except TimeoutError:
+                pass
+            transport = self.request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the event stream's client went away")
+            if left <= GONE_CHECK_S:
+                break
+        self.writing = True
+        await self.resp.write(b": keep-alive\n\n")
+        self.writing = False
 
     async def going_away(self) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await asyncio.wait_for(
-                self.resp.write(
-                    b'data: {"type":"closed","code":1001,"reason":"server shutdown"}\n\n'
-                ),
-                1.0,
-            )
+        await self._say_closed(1001, "server shutdown")
         self.closing = "server shutdown"
         self._wake.set()
+
+    def _token_expired(self, reason: str) -> None:
+        """End the stream with a ``closed`` event (4001); the browser's reconnect must bring a
+        fresh token."""
+        if self.closing is not None:
+            return
+        self._shut(reason)
+        self._closer = asyncio.get_running_loop().create_task(
+            self._say_closed(CLOSE_TOKEN_EXPIRED, reason)
+        )
+
+    async def _say_closed(self, code: int, reason: str) -> None:
+        """The last event: why the stream ends, with the websocket's close code for it."""
+        data = orjson.dumps({"type": "closed", "code": code, "reason": reason})
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+            await asyncio.wait_for(self.resp.write(b"data: " + data + b"\n\n"), 1.0)
 
     async def _close_slow(self, reason: str) -> None:
         transport = self.request.transport
@@ -134,7 +177,7 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
     since = parse_last_event_id(raw_id)
     max_hz = parse_max_hz(request.query.get("max_hz"))
     try:
-        principal = hub.auth.from_headers(request.headers, now_s=time.time())
+        identity = hub.auth.identify_headers(request.headers, now_s=time.time())
     except AuthError as exc:
         raise unauthorized(str(exc)) from None
     resp = web.StreamResponse(
@@ -144,11 +187,11 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
             "X-Accel-Buffering": "no",  # nginx: pass events on at once
         }
     )
-    client = SseClient(request, resp, config, hub.counters)
+    client = SseClient(request, resp, config, hub.counters, auth=hub.auth)
     client.order = channels
-    client.principal = principal
     hub.clients.add(client)
     try:
+        client.authenticate(identity)  # its token's expiry ends the stream if it holds private
         try:
             for channel in channels:
                 await hub.subscribe(client, channel, since=since.get(channel), max_hz=max_hz)

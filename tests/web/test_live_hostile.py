@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 import uvloop
@@ -22,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.conftest import embedded_service
 from tests.web.live_server import LiveServer, drain, live_server, recv, send
 from tests.web.raw_ws import CLOSE, PING, TEXT, RawWebSocket, client_frame
+from tests.web.test_sse import events
 from web.auth import AuthConfig, sign_hs256
 from web.live import (
     CLOSE_PROTOCOL_ERROR,
@@ -97,6 +99,39 @@ async def test_a_connection_holding_a_private_channel_is_closed_with_4001_when_i
         assert time.time() > exp_s  # not before the token expired
         assert ws.close_code == CLOSE_TOKEN_EXPIRED
         assert (ws.close_reason or "").startswith("token expired")
+    await server.until(lambda: hub_is_empty(server))
+
+
+async def test_an_event_stream_holding_a_private_channel_ends_with_4001_when_its_token_expires(
+    server: LiveServer,
+) -> None:
+    exp_s = time.time() + 1.5
+    headers = {"Authorization": f"Bearer {token(exp_s)}"}
+    url = server.url + f"api/v1/stream?channels={GOLD},{PRIVATE}"
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 200
+        assert [e.data["channel"] for e in await events(resp, 2)] == [GOLD, PRIVATE]
+        (closed,) = await events(resp, 1, timeout_s=10)
+        assert time.time() > exp_s  # not before the token expired
+        assert (closed.data["type"], closed.data["code"]) == ("closed", CLOSE_TOKEN_EXPIRED)
+        assert closed.data["reason"] == f"token expired; it held {PRIVATE}"
+        assert await asyncio.wait_for(resp.content.read(), 5) == b""  # and the stream ended
+    await server.until(lambda: hub_is_empty(server))
+    # the reconnect of a browser, with the same token: refused
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 401
+
+
+async def test_an_event_stream_of_public_channels_outlives_its_token(server: LiveServer) -> None:
+    exp_s = time.time() + 1.0
+    headers = {"Authorization": f"Bearer {token(exp_s)}"}
+    url = server.url + f"api/v1/stream?channels={GOLD}"
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert [e.data["type"] for e in await events(resp, 1)] == ["snapshot"]
+        await wall_clock_past(exp_s + 0.3)  # the expiry timer has fired by now
+        await server.ticks(range(3, 4))
+        (update,) = await events(resp, 1)
+        assert (update.data["type"], update.data["seq"]) == ("update", 3)
     await server.until(lambda: hub_is_empty(server))
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 
 import orjson
 
-from web.auth import Identity
+from web.auth import AuthConfig, Authenticator, Identity
 from web.live.config import Counters, Counts, LiveConfig
 from web.live.outbox import Outbox
+from web.live.protocol import parse_channel
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,15 @@ class Client:
     #: most messages one pump step hands to ``_write_many``; 1 where a write reads ``sent_seq``
     write_batch = 1
 
-    def __init__(self, config: LiveConfig, counters: Counters | None = None) -> None:
+    def __init__(
+        self,
+        config: LiveConfig,
+        counters: Counters | None = None,
+        *,
+        auth: Authenticator | None = None,
+    ) -> None:
         self.config = config
+        self.auth = auth or Authenticator(AuthConfig())
         self.counters: Counters = counters if counters is not None else Counts()
         self.box = Outbox(
             max_messages=config.send_buffer_messages,
@@ -45,15 +54,43 @@ class Client:
         self._wake = asyncio.Event()
         self._release_at: asyncio.TimerHandle | None = None  # the outbox's throttles are due
         self._closer: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None  # at the token's expiry
 
     @property
     def dropped(self) -> bool:
         return self.closing is not None
 
     def authenticate(self, identity: Identity | None) -> None:
-        """Take ``identity`` (from the upgrade request's headers or an auth op) as the client's."""
+        """Take ``identity`` (from the request's headers or an auth op) as the client's, and set
+        a timer at its token's expiry (moved by a new token)."""
         self.principal = None if identity is None else identity.name
         self.expires_s = None if identity is None else identity.expires_s
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self.expires_s is not None and self.closing is None:
+            delay_s = max(0.0, self.expires_s - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay_s, self._expired)
+
+    def _expired(self) -> None:
+        """The token's expiry timer: close the connection if it holds a private channel."""
+        self._expiry = None
+        now_s = time.time()
+        if self.expires_s is None or self.closing is not None:
+            return
+        if now_s <= self.expires_s:  # the wall clock was set back: wait again
+            self._expiry = asyncio.get_running_loop().call_later(
+                self.expires_s - now_s, self._expired
+            )
+            return
+        private = sorted(c for c in self.channels if self.auth.is_private(parse_channel(c)[1]))
+        if private:
+            log.info("closing a live client of %s: its token expired", self.principal)
+            self._token_expired(f"token expired; it held {private[0]}")
+
+    def _token_expired(self, reason: str) -> None:
+        """Close the connection (4001): its token expired while it held a private channel."""
+        raise NotImplementedError
 
     def authorized(self, now_s: float) -> bool:
         """Whether the client may take private channels at ``now_s`` (epoch seconds)."""
@@ -187,6 +224,9 @@ class Client:
 
     async def finish(self) -> None:
         """Wait for a close started by ``kill`` (or another close the client started)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self._closer is not None:
             with contextlib.suppress(Exception):
                 await self._closer

@@ -9,7 +9,7 @@ import time
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from web.auth import AuthConfig, Authenticator, AuthError, Identity, unauthorized
+from web.auth import Authenticator, AuthError, unauthorized
 from web.errors import BadRequest
 from web.live.client import Client
 from web.live.config import CLOSE_TOKEN_EXPIRED, CLOSE_TOO_SLOW, Counters, LiveConfig
@@ -21,7 +21,6 @@ from web.live.protocol import (
     MessageRate,
     Subscription,
     decode_request,
-    parse_channel,
     rate_limit_text,
 )
 
@@ -44,37 +43,12 @@ class WsClient(Client):
         *,
         auth: Authenticator | None = None,
     ) -> None:
-        super().__init__(config, counters)
+        super().__init__(config, counters, auth=auth)
         self.request = request
         self.ws = ws
-        self.auth = auth or Authenticator(AuthConfig())
-        self._expiry: asyncio.TimerHandle | None = None
 
-    def authenticate(self, identity: Identity | None) -> None:
-        """Take ``identity``, and set a timer at its token's expiry (moved by a new token)."""
-        super().authenticate(identity)
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if self.expires_s is not None and self.closing is None:
-            delay_s = max(0.0, self.expires_s - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(delay_s, self._expired)
-
-    def _expired(self) -> None:
-        """The token's expiry timer: close the connection if it holds a private channel."""
-        self._expiry = None
-        now_s = time.time()
-        if self.expires_s is None or self.closing is not None:
-            return
-        if now_s <= self.expires_s:  # the wall clock was set back: wait again
-            self._expiry = asyncio.get_running_loop().call_later(
-                self.expires_s - now_s, self._expired
-            )
-            return
-        private = sorted(c for c in self.channels if self.auth.is_private(parse_channel(c)[1]))
-        if private:
-            log.info("closing a websocket client of %s: its token expired", self.principal)
-            self.close_with(CLOSE_TOKEN_EXPIRED, f"token expired; it held {private[0]}")
+    def _token_expired(self, reason: str) -> None:
+        self.close_with(CLOSE_TOKEN_EXPIRED, reason)
 
     def protocol_error(self, reason: str) -> None:
         """The connection is being failed under aiohttp (``MaskedFramesOnly``): answer nothing
@@ -88,12 +62,6 @@ class WsClient(Client):
             return
         self._shut(reason)
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
-
-    async def finish(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        await super().finish()
 
     async def _write(self, text: str, channel: str) -> None:
         await self.ws.send_str(text)
