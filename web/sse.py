@@ -38,6 +38,7 @@ from web.live import (
     Hub,
     LiveConfig,
 )
+from web.live.guard import bound_send_buffer
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ async def serve_stream(request: web.Request, hub: Hub) -> web.StreamResponse:
         except ChannelError as exc:
             raise _refused(exc) from None
         await resp.prepare(request)
+        bound_send_buffer(request.transport, config.socket_send_buffer_bytes)
         await resp.write(b"retry: 1000\n\n")
         await client.pump()
     except ConnectionError:

@@ -33,6 +33,7 @@ from web.live import (
     MessageRate,
     WsClient,
 )
+from web.sse import SseClient
 
 SECRET = "s" * 32
 GOLD, PRIVATE = "ticks:XAU-USD", "ticks:XPD-USD"
@@ -450,6 +451,48 @@ async def test_a_client_that_never_reads_is_closed_with_4008_after_a_bounded_amo
         assert received < 1_000_000
         closes = [int.from_bytes(p[:2], "big") for op, p in frames if op == CLOSE]
         assert closes in ([], [4008])  # [] when it was aborted before the peer read it
+        await s.until(lambda: hub_is_empty(s))
+        assert s.hub.counters.slow_closed == 1
+
+
+async def test_an_event_stream_that_never_reads_is_dropped_after_a_bounded_amount_of_data(
+    tmp_path: Path,
+) -> None:
+    config = LiveConfig(send_buffer_messages=1_000_000, send_buffer_bytes=65_536,
+                        stall_timeout_ms=600_000)  # fmt: skip
+    pad = 1_000  # updates of about 1.2 KB
+    async with live_server(tmp_path, config) as s:
+        await s.ticks(range(1, 2))
+        await s.seq_reached(GOLD, 1)
+        _, writer = await asyncio.open_connection("127.0.0.1", port_of(s))
+        try:
+            writer.write(f"GET /api/v1/stream?channels={GOLD} HTTP/1.1\r\n"
+                         "Host: 127.0.0.1\r\n\r\n".encode())  # fmt: skip
+            transport = writer.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()  # from here on it reads nothing: the kernel holds it all
+            await s.until(lambda: any(GOLD in c.channels for c in s.hub.clients))
+            (client,) = s.hub.clients
+            assert isinstance(client, SseClient)
+            server_side = client.request.transport
+            assert server_side is not None
+            await s.until(lambda: client.sent > 0)  # the stream has started: the bound is set
+            kernel_bytes = server_side.get_extra_info("socket").getsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF
+            )
+            assert kernel_bytes <= 2 * config.socket_send_buffer_bytes  # Linux doubles it
+            seq = 2
+            for _ in range(400):  # up to 400 x 50 x 1.2 KB: 24 MB, far past any buffer
+                if client.closing is not None:
+                    break
+                await s.ticks(range(seq, seq + 50), pad=pad)
+                seq += 50
+                await s.seq_reached(GOLD, seq - 1)
+            assert client.closing is not None
+            assert client.closing.startswith("too slow: more than 65536 bytes waiting")
+            assert client.sent * pad < 1_000_000, f"{client.sent} updates went to the socket"
+        finally:
+            writer.close()
         await s.until(lambda: hub_is_empty(s))
         assert s.hub.counters.slow_closed == 1
 

@@ -28,8 +28,8 @@ class LiveConfig:
     max_channels_per_message: int = 100  # channels one subscribe or unsubscribe may name
     max_messages_per_s: float = 20.0  # messages a connection may send a second; 0: no limit
     message_burst: int = 40  # messages it may send at once before that rate applies
-    #: the kernel's send buffer of a websocket (SO_SNDBUF, which Linux doubles); 0: the
-    #: system's own, which grows by itself (to megabytes) for a client that reads nothing
+    #: the kernel's send buffer of a websocket or event stream (SO_SNDBUF, which Linux doubles);
+    #: 0: the system's own, which grows by itself (to megabytes) for a client that reads nothing
     socket_send_buffer_bytes: int = 65_536
 
 
