@@ -76,8 +76,8 @@ class SseClient(Client):
     async def _idle(self) -> None:
         """Wait for something to send; a comment line every ``heartbeat_ms`` meanwhile. aiohttp
         does not cancel a handler whose client went away, so the socket is looked at every
-        ``GONE_CHECK_S``: a stream nobody reads leaves the hub within that, not at the next
-        write."""
+        ``GONE_CHECK_S``: a stream whose client went away leaves the hub within that, not at the
+        next write."""
         heartbeat_s = self.config.heartbeat_ms / 1000
         loop = asyncio.get_running_loop()
         deadline = loop.time() + heartbeat_s

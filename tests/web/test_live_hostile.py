@@ -403,6 +403,26 @@ async def test_a_sender_that_backs_off_when_refused_is_let_in_again(tmp_path: Pa
 # -- a client that never reads -----------------------------------------------------------------
 
 
+async def flood_until_closed(s: LiveServer, client: WsClient | SseClient, *, pad: int) -> None:
+    """Check that ``client``'s socket has the bounded kernel send buffer, then publish padded
+    GOLD ticks until the server closes the client for its bytes waiting (at most 24 MB)."""
+    transport = client.request.transport
+    assert transport is not None
+    kernel_bytes = transport.get_extra_info("socket").getsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF
+    )
+    assert kernel_bytes <= 2 * s.hub.config.socket_send_buffer_bytes  # Linux doubles it
+    seq = 2
+    for _ in range(400):  # up to 400 x 50 x 1.2 KB: 24 MB, far past any buffer
+        if client.closing is not None:
+            break
+        await s.ticks(range(seq, seq + 50), pad=pad)
+        seq += 50
+        await s.seq_reached(GOLD, seq - 1)
+    assert client.closing is not None
+    assert client.closing.startswith("too slow: more than 65536 bytes waiting")
+
+
 async def test_a_client_that_never_reads_is_closed_with_4008_after_a_bounded_amount_of_data(
     tmp_path: Path,
 ) -> None:
@@ -422,20 +442,7 @@ async def test_a_client_that_never_reads_is_closed_with_4008_after_a_bounded_amo
             await s.until(lambda: any(GOLD in c.channels for c in s.hub.clients))
             (client,) = s.hub.clients
             assert isinstance(client, WsClient)
-            server_side = client.request.transport
-            assert server_side is not None
-            server_socket = server_side.get_extra_info("socket")
-            kernel_bytes = server_socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-            assert kernel_bytes <= 2 * config.socket_send_buffer_bytes  # Linux doubles it
-            seq = 2
-            for _ in range(400):  # up to 400 x 50 x 1.2 KB: 24 MB, far past any buffer
-                if client.closing is not None:
-                    break
-                await s.ticks(range(seq, seq + 50), pad=pad)
-                seq += 50
-                await s.seq_reached(GOLD, seq - 1)
-            assert client.closing is not None
-            assert client.closing.startswith("too slow: more than 65536 bytes waiting")
+            await flood_until_closed(s, client, pad=pad)
             # What the socket took before the close: the kernel's buffers (the server's send
             # buffer, bounded, and the peer's receive buffer) and asyncio's transport buffer.
             # Unbounded, loopback's send buffer alone grows to megabytes before anything waits
@@ -474,22 +481,8 @@ async def test_an_event_stream_that_never_reads_is_dropped_after_a_bounded_amoun
             await s.until(lambda: any(GOLD in c.channels for c in s.hub.clients))
             (client,) = s.hub.clients
             assert isinstance(client, SseClient)
-            server_side = client.request.transport
-            assert server_side is not None
             await s.until(lambda: client.sent > 0)  # the stream has started: the bound is set
-            kernel_bytes = server_side.get_extra_info("socket").getsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDBUF
-            )
-            assert kernel_bytes <= 2 * config.socket_send_buffer_bytes  # Linux doubles it
-            seq = 2
-            for _ in range(400):  # up to 400 x 50 x 1.2 KB: 24 MB, far past any buffer
-                if client.closing is not None:
-                    break
-                await s.ticks(range(seq, seq + 50), pad=pad)
-                seq += 50
-                await s.seq_reached(GOLD, seq - 1)
-            assert client.closing is not None
-            assert client.closing.startswith("too slow: more than 65536 bytes waiting")
+            await flood_until_closed(s, client, pad=pad)
             assert client.sent * pad < 1_000_000, f"{client.sent} updates went to the socket"
         finally:
             writer.close()
