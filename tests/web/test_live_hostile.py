@@ -403,6 +403,12 @@ async def test_a_sender_that_backs_off_when_refused_is_let_in_again(tmp_path: Pa
 # -- a client that never reads -----------------------------------------------------------------
 
 
+#: Only the byte limit can close a client: no conflation, no stall limit.
+BYTES_ONLY = LiveConfig(send_buffer_messages=1_000_000, send_buffer_bytes=65_536,
+                        stall_timeout_ms=600_000)  # fmt: skip
+PAD = 1_000  # updates of about 1.2 KB
+
+
 async def flood_until_closed(s: LiveServer, client: WsClient | SseClient, *, pad: int) -> None:
     """Check that ``client``'s socket has the bounded kernel send buffer, then publish padded
     GOLD ticks until the server closes the client for its bytes waiting (at most 24 MB)."""
@@ -426,10 +432,7 @@ async def flood_until_closed(s: LiveServer, client: WsClient | SseClient, *, pad
 async def test_a_client_that_never_reads_is_closed_with_4008_after_a_bounded_amount_of_data(
     tmp_path: Path,
 ) -> None:
-    # Only the byte limit can close this client: no conflation, no stall limit.
-    config = LiveConfig(send_buffer_messages=1_000_000, send_buffer_bytes=65_536,
-                        stall_timeout_ms=600_000)  # fmt: skip
-    pad = 1_000  # updates of about 1.2 KB
+    config, pad = BYTES_ONLY, PAD
     async with live_server(tmp_path, config) as s:
         await s.ticks(range(1, 2))
         await s.seq_reached(GOLD, 1)
@@ -465,9 +468,7 @@ async def test_a_client_that_never_reads_is_closed_with_4008_after_a_bounded_amo
 async def test_an_event_stream_that_never_reads_is_dropped_after_a_bounded_amount_of_data(
     tmp_path: Path,
 ) -> None:
-    config = LiveConfig(send_buffer_messages=1_000_000, send_buffer_bytes=65_536,
-                        stall_timeout_ms=600_000)  # fmt: skip
-    pad = 1_000  # updates of about 1.2 KB
+    config, pad = BYTES_ONLY, PAD
     async with live_server(tmp_path, config) as s:
         await s.ticks(range(1, 2))
         await s.seq_reached(GOLD, 1)
